@@ -1,0 +1,1 @@
+"""Measurements of a parameter tree: pure functions returning dicts of arrays."""

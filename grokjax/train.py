@@ -1,0 +1,116 @@
+"""One training run as pure functions: state, minibatches, the AdamW step, evaluation.
+
+A run's data (`RunData`) holds the full example table of its op, its train/test split
+and its minibatch key, so an op, a split or a seed is just another array and a sweep
+is a `vmap` of these functions over a leading runs axis (see `grokjax.sweep`).
+Learning rate and weight decay live in the optimizer state
+(`optax.inject_hyperparams`), so they too are per-run arrays.
+
+Minibatches: each epoch the training examples are reshuffled with
+`fold_in(key, epoch)`, and the epoch is cut into floor(n_train / batch) batches (the
+remainder is dropped, as a `DataLoader(drop_last=True)` would). The step reads only
+`(state.step, run)`, so a resumed run draws exactly the batches an uninterrupted one
+would.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from grokjax.config import ModelConfig, SweepConfig
+from grokjax.model import Transformer, init_params
+
+Array = jax.Array
+
+
+class RunData(NamedTuple):
+  """Everything a run trains and evaluates on, as arrays (stackable over runs)."""
+
+  inputs: Array  # [N, 4] int32, the whole example table of the run's op
+  targets: Array  # [N] int32
+  is_train: Array  # [N] bool
+  n_train: Array  # [] int32
+  batch_key: Array  # [2] uint32 raw key for the epoch shuffles
+
+
+@flax.struct.dataclass
+class TrainState:
+  params: dict
+  opt_state: optax.OptState
+  step: Array  # [] int32, steps taken so far
+  diverged_at: Array  # [] int32, first step whose minibatch loss was not finite, or -1
+
+
+def make_optimizer(cfg: SweepConfig, lr: float | Array = 1e-3, weight_decay: float | Array = 0.0):
+  """AdamW (decoupled weight decay, as torch.optim.AdamW) with lr and wd in its state."""
+  adamw = optax.inject_hyperparams(optax.adamw, static_args=("b1", "b2"))(
+      learning_rate=lr, weight_decay=weight_decay, b1=cfg.b1, b2=cfg.b2)
+  if cfg.grad_clip > 0:
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw)
+  return adamw
+
+
+def init_state(cfg: SweepConfig, key: Array, lr, weight_decay) -> TrainState:
+  params = init_params(cfg.model_config, key)
+  opt_state = make_optimizer(cfg, lr, weight_decay).init(params)
+  return TrainState(params, opt_state, jnp.zeros((), jnp.int32), jnp.full((), -1, jnp.int32))
+
+
+def batch_indices(run: RunData, step: Array, batch_size: int) -> Array:
+  """Indices into the example table of the minibatch taken at `step`."""
+  steps_per_epoch = run.n_train // batch_size
+  epoch, pos = step // steps_per_epoch, step % steps_per_epoch
+  key = jax.random.fold_in(jax.random.wrap_key_data(run.batch_key), epoch)
+  # Random sort keys with test examples pushed last: a uniform permutation of the train
+  # examples whose length need not be static (train fractions may differ across runs).
+  u = jnp.where(run.is_train, jax.random.uniform(key, run.is_train.shape), 2.0)
+  order = jnp.argsort(u)
+  return jax.lax.dynamic_slice_in_dim(order, pos * batch_size, batch_size)
+
+
+def answer_loss(model: Transformer, params, inputs: Array, targets: Array, *, prune=True):
+  """Mean cross-entropy of the answer-position logits, and the per-example correctness."""
+  logits = model.apply({"params": params}, inputs, prune=prune)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  return losses, jnp.argmax(logits, -1) == targets
+
+
+def train_step(cfg: SweepConfig, state: TrainState, run: RunData, batch_sharding=None):
+  """One AdamW step of one run on its minibatch at `state.step`."""
+  model = Transformer(cfg.model_config)
+  idx = batch_indices(run, state.step, cfg.batch_size)
+  x, y = run.inputs[idx], run.targets[idx]
+  if batch_sharding is not None:
+    x = jax.lax.with_sharding_constraint(x, batch_sharding)
+  loss_fn = lambda p: answer_loss(model, p, x, y)[0].mean()
+  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  updates, opt_state = make_optimizer(cfg).update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  bad = ~jnp.isfinite(loss) & (state.diverged_at < 0)
+  return TrainState(params, opt_state, state.step + 1,
+                    jnp.where(bad, state.step, state.diverged_at))
+
+
+def evaluate(cfg: SweepConfig, params, run: RunData) -> dict[str, Array]:
+  """Loss and accuracy on the full train and test splits (in chunks of eval_chunk)."""
+  model = Transformer(cfg.model_config)
+  n = run.targets.shape[0]
+  chunk = min(cfg.eval_chunk, n)
+  pad = -n % chunk
+  xs = jnp.pad(run.inputs, ((0, pad), (0, 0))).reshape(-1, chunk, run.inputs.shape[-1])
+  ys = jnp.pad(run.targets, (0, pad)).reshape(-1, chunk)
+  losses, correct = jax.lax.map(lambda xy: answer_loss(model, params, *xy), (xs, ys))
+  losses, correct = losses.reshape(-1)[:n], correct.reshape(-1)[:n].astype(jnp.float32)
+  tr = run.is_train.astype(jnp.float32)
+  te = 1.0 - tr
+  return {
+      "train_loss": jnp.sum(losses * tr) / jnp.sum(tr),
+      "train_acc": jnp.sum(correct * tr) / jnp.sum(tr),
+      "test_loss": jnp.sum(losses * te) / jnp.sum(te),
+      "test_acc": jnp.sum(correct * te) / jnp.sum(te),
+  }
