@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from grokjax.config import ModelConfig, SweepConfig
+from grokjax import tasks
+from grokjax.config import SweepConfig
 from grokjax.model import Transformer, init_params
 
 Array = jax.Array
@@ -114,3 +115,19 @@ def evaluate(cfg: SweepConfig, params, run: RunData) -> dict[str, Array]:
       "test_loss": jnp.sum(losses * te) / jnp.sum(te),
       "test_acc": jnp.sum(correct * te) / jnp.sum(te),
   }
+
+
+def run_keys(seed: int) -> tuple[Array, Array, Array]:
+  """(init, split, batch) keys of a run: a seed fixes weights, split and batch order."""
+  init_key, split_key, batch_key = jax.random.split(jax.random.key(seed), 3)
+  return init_key, split_key, batch_key
+
+
+def run_data(cfg: SweepConfig, spec) -> RunData:
+  """The example table, train/test split and batch key of one run of a sweep."""
+  inputs, targets = tasks.make_task(spec.op, cfg.p)
+  _, split_key, batch_key = run_keys(spec.seed)
+  sp = tasks.split(split_key, cfg.p, spec.train_frac)
+  return RunData(jnp.asarray(inputs), jnp.asarray(targets), sp.is_train,
+                 jnp.int32(tasks.num_train(cfg.p, spec.train_frac)),
+                 jax.random.key_data(batch_key))

@@ -1,0 +1,111 @@
+"""The causal lens on a run folder: per-head activation patching and head ablation.
+
+  python -m experiments.causal --run_dir=runs/demo --steps=100,1000,2500 --pairs=256
+  python -m experiments.causal --run_dir=runs/demo --ops=sub --weight_decays=1 \
+      --positions=all --ablation=mean --random_orders=10
+
+Writes DIR/causal.csv (run fields, step, layer, head, each effect and its standard
+error), DIR/causal_ablation.csv (accuracy as heads are ablated, importance vs random
+order) and per op DIR/causal_{op}.png (Figure-2 grid) and DIR/causal_ablation_{op}.png.
+Without --steps, up to four saved steps spread evenly on a log scale are used.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+from absl import app, flags
+
+from grokjax import checkpoint, runio
+from grokjax.causal import apply, plots
+from grokjax.cli import parse_ints, run_main
+from grokjax.errors import ConfigError, RunFolderError
+
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder written by experiments.train")
+_STEPS = flags.DEFINE_string("steps", "", "comma-separated checkpoint steps (default: 4 log-spaced)")
+_OPS = flags.DEFINE_list("ops", None, "only runs of these ops")
+_WDS = flags.DEFINE_list("weight_decays", None, "only runs with these weight decays")
+_SEEDS = flags.DEFINE_list("seeds", None, "only runs with these seeds")
+_PAIRS = flags.DEFINE_integer("pairs", 256, "prompt pairs per run")
+_SOURCE = flags.DEFINE_string("pair_source", "all", "all | train | test: where pairs come from")
+_POSITIONS = flags.DEFINE_string("positions", "answer", "answer | all: positions patched")
+_HEADS = flags.DEFINE_list("heads", None, "only these heads, as layer.head (e.g. 0.1,1.3)")
+_ABLATION = flags.DEFINE_string("ablation", "zero", "zero | mean | none")
+_RANDOM = flags.DEFINE_integer("random_orders", 5, "random ablation orders per run")
+_ABL_SOURCE = flags.DEFINE_string("ablation_source", "test", "all | train | test")
+_ABL_EXAMPLES = flags.DEFINE_integer("ablation_examples", 1024, "examples for ablated accuracy")
+_POINTS = flags.DEFINE_integer("points", None, "points per ablation curve (default: every count)")
+_METRIC = flags.DEFINE_string("metric", "logit_diff", "logit_diff | prob | recovered (heat maps)")
+_SEED = flags.DEFINE_integer("seed", 0, "seed of the pairs, examples and random orders")
+_MAX_BATCH = flags.DEFINE_integer("max_batch", 4096, "prompts per forward pass (bounds memory)")
+
+
+def default_steps(saved: list[int], n: int = 4) -> list[int]:
+  """Up to n saved steps nearest to log-spaced targets between the first positive and last."""
+  pos = [s for s in saved if s > 0]
+  if not pos:
+    return saved[-1:]
+  targets = np.geomspace(pos[0], pos[-1], n)
+  return sorted({min(pos, key=lambda s: abs(np.log(s / t))) for t in targets})
+
+
+def select_runs(cfg) -> list[int]:
+  keep = [i for i, s in enumerate(cfg.runs)
+          if (_OPS.value is None or s.op in _OPS.value)
+          and (_WDS.value is None or s.weight_decay in [float(w) for w in _WDS.value])
+          and (_SEEDS.value is None or s.seed in [int(v) for v in _SEEDS.value])]
+  if not keep:
+    raise RunFolderError(f"no run of {_RUN_DIR.value} matches the --ops/--weight_decays/--seeds "
+                         f"filters; it has: {', '.join(s.label for s in cfg.runs)}")
+  return keep
+
+
+def parse_heads(values) -> tuple | None:
+  if values is None:
+    return None
+  try:
+    return tuple(tuple(int(v) for v in item.split(".")) for item in values)
+  except ValueError as e:
+    raise ConfigError(f"--heads takes layer.head items, e.g. 0.1,1.3; got {values}") from e
+
+
+def main(argv):
+  del argv
+  if _RUN_DIR.value is None:
+    raise ConfigError("--run_dir is required")
+  run_dir = pathlib.Path(_RUN_DIR.value)
+  cfg = runio.load_config(run_dir)
+  if _METRIC.value not in plots.LABELS:
+    raise ConfigError(f"unknown --metric {_METRIC.value!r}; valid: {', '.join(plots.LABELS)}")
+  if _STEPS.value:
+    steps = parse_ints(_STEPS.value, "steps")
+  else:
+    steps = default_steps(checkpoint.list_steps(run_dir))
+  heads = parse_heads(_HEADS.value)
+  if heads is not None and any(len(h) != 2 for h in heads):
+    raise ConfigError(f"--heads takes layer.head items, e.g. 0.1,1.3; got {_HEADS.value}")
+  opts = apply.CausalOptions(
+      n_pairs=_PAIRS.value, pair_source=_SOURCE.value, positions=_POSITIONS.value, heads=heads,
+      ablation=_ABLATION.value, n_random=_RANDOM.value, ablation_source=_ABL_SOURCE.value,
+      ablation_examples=_ABL_EXAMPLES.value, points=_POINTS.value, seed=_SEED.value,
+      max_batch=_MAX_BATCH.value)
+  patch_rows, ablation_rows = apply.causal_over_training(run_dir, steps, select_runs(cfg), opts)
+  runio.write_csv(run_dir / "causal.csv", patch_rows)
+  t = runio.read_csv(run_dir / "causal.csv")
+  written = [run_dir / "causal.csv"]
+  for op in dict.fromkeys(t["op"].astype(str).tolist()):
+    written.append(run_dir / f"causal_{op}.png")
+    plots.plot_patching_grid(t, op, written[-1], metric=_METRIC.value)
+  if ablation_rows:
+    runio.write_csv(run_dir / "causal_ablation.csv", ablation_rows)
+    a = runio.read_csv(run_dir / "causal_ablation.csv")
+    written.append(run_dir / "causal_ablation.csv")
+    for op in dict.fromkeys(a["op"].astype(str).tolist()):
+      written.append(run_dir / f"causal_ablation_{op}.png")
+      plots.plot_ablation_curves(a, op, written[-1])
+  print("wrote " + ", ".join(str(p) for p in written))
+
+
+if __name__ == "__main__":
+  app.run(run_main(main))

@@ -1,0 +1,58 @@
+"""Train a grokking sweep as one compiled program.
+
+  python -m experiments.train --preset=demo --out=runs/demo
+  python -m experiments.train --ops=add,sub,mul,div --weight_decays=0,1 --seeds=42,101 \
+      --steps=100000 --out=runs/paper
+  python -m experiments.train --out=runs/demo --preset=demo --resume
+
+Explicit flags override the preset's values. --cpu_devices=N splits a CPU-only
+host into N XLA devices and shards the runs over them.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from grokjax import sweep
+from grokjax.cli import run_main, sweep_config_from_flags, use_cpu_devices
+from grokjax.errors import ConfigError
+
+_PRESET = flags.DEFINE_string("preset", "paper", "paper | demo | cpu-quick | tiny")
+flags.DEFINE_list("ops", None, "operations, e.g. add,sub,mul,div")
+flags.DEFINE_list("seeds", None, "integer seeds")
+flags.DEFINE_list("weight_decays", None, "AdamW weight decays")
+flags.DEFINE_list("lrs", None, "learning rates")
+flags.DEFINE_list("train_fracs", None, "train fractions in (0, 1)")
+flags.DEFINE_integer("p", None, "modulus")
+flags.DEFINE_integer("steps", None, "training steps")
+flags.DEFINE_integer("batch_size", None, "minibatch size")
+flags.DEFINE_float("lr", None, "learning rate (same as --lrs with one value)")
+flags.DEFINE_float("train_frac", None, "train fraction (same as --train_fracs with one value)")
+flags.DEFINE_string("model", None, "paper | tiny | gpt2-medium | gpt2-large")
+flags.DEFINE_string("activation", None, "gelu | gelu_tanh | relu")
+flags.DEFINE_string("dtype", None, "float32 | bfloat16 (compute dtype)")
+flags.DEFINE_float("grad_clip", None, "global-norm gradient clipping, 0 disables")
+flags.DEFINE_integer("eval_every", None, "evaluate every K steps")
+flags.DEFINE_integer("ckpt_every", None, "checkpoint params every K steps")
+_OUT = flags.DEFINE_string("out", None, "run folder")
+_RESUME = flags.DEFINE_bool("resume", False, "continue the sweep in --out")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "delete --out first")
+_CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 1,
+                                    "XLA host devices to split a CPU-only machine into")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize()")
+
+
+def main(argv):
+  del argv
+  use_cpu_devices(_CPU_DEVICES.value)
+  cfg = sweep_config_from_flags(flags.FLAGS, _PRESET.value)
+  if _OUT.value is None:
+    raise ConfigError("--out is required (the run folder to write)")
+  if _DISTRIBUTED.value:
+    import jax
+    jax.distributed.initialize()
+  sweep.train_sweep(cfg, _OUT.value, resume=_RESUME.value, overwrite=_OVERWRITE.value)
+
+
+if __name__ == "__main__":
+  app.run(run_main(main))

@@ -1,0 +1,88 @@
+"""Orbax checkpoints of a sweep, and loading one run's parameters for the lenses.
+
+A run folder keeps two orbax `CheckpointManager`s under `checkpoints/`:
+  `params/`  the stacked parameters of every run ([runs, ...] leaves) at every
+             scheduled step: step 0, log-spaced early steps, every `ckpt_every`
+             steps and the last step;
+  `state/`   the full stacked TrainState (params, optimizer state, step), the latest
+             two only, to resume an interrupted sweep.
+
+>>> # params = load_params("runs/demo", 2000, op="sub", seed=42, weight_decay=1.0)
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from grokjax import runio
+from grokjax.errors import CheckpointError
+
+PARAMS, STATE = "params", "state"
+
+
+def manager(run_dir, kind: str, *, read_only: bool = False, max_to_keep: int | None = None):
+  path = pathlib.Path(run_dir).resolve() / "checkpoints" / kind
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, read_only=read_only,
+                                         create=not read_only, enable_async_checkpointing=False)
+  return ocp.CheckpointManager(path, options=options)
+
+
+def _existing_manager(run_dir, kind: str):
+  path = pathlib.Path(run_dir) / "checkpoints" / kind
+  if not path.is_dir():
+    raise CheckpointError(f"no checkpoints in {run_dir}: {path} does not exist")
+  return manager(run_dir, kind, read_only=True)
+
+
+def list_steps(run_dir: str | os.PathLike) -> list[int]:
+  """The steps at which the parameters of a sweep were saved, ascending."""
+  return sorted(_existing_manager(run_dir, PARAMS).all_steps())
+
+
+def save(mgr: ocp.CheckpointManager, step: int, tree) -> None:
+  """Saves a host copy (numpy) of `tree` at `step`."""
+  mgr.save(step, args=ocp.args.StandardSave(tree))
+
+
+def restore(run_dir, kind: str, step: int, like):
+  """Restores the tree saved at `step`, with the structure and shapes of `like`."""
+  mgr = _existing_manager(run_dir, kind)
+  if step not in mgr.all_steps():
+    saved = sorted(mgr.all_steps())
+    raise CheckpointError(f"step {step} was not saved in {run_dir} ({kind}); saved: {saved}")
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), like)
+  path = pathlib.Path(run_dir) / "checkpoints" / kind / str(step)
+  try:
+    return mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+  except (ValueError, KeyError, OSError, RuntimeError, TypeError) as e:
+    raise CheckpointError(f"checkpoint {path} is missing or corrupted: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}") from e
+
+
+def load_stacked_params(run_dir: str | os.PathLike, step: int):
+  """Parameters of every run of a sweep at `step`, stacked on a leading runs axis."""
+  from grokjax.model import init_params  # heavy import kept out of list_steps
+
+  cfg = runio.load_config(run_dir)
+  one = jax.eval_shape(lambda: init_params(cfg.model_config, jax.random.key(0)))
+  like = jax.tree.map(lambda a: np.zeros((len(cfg.runs), *a.shape), a.dtype), one)
+  return restore(run_dir, PARAMS, step, like)
+
+
+def load_params(run_dir: str | os.PathLike, step: int, *, op: str | None = None,
+                seed: int | None = None, weight_decay: float | None = None,
+                lr: float | None = None, train_frac: float | None = None,
+                index: int | None = None):
+  """Parameters of ONE run at `step`, chosen by its fields (or by `index`), as a pytree."""
+  cfg = runio.load_config(run_dir)
+  if index is None:
+    index = runio.find_run(cfg, op=op, seed=seed, weight_decay=weight_decay, lr=lr,
+                           train_frac=train_frac)
+  elif not 0 <= index < len(cfg.runs):
+    raise CheckpointError(f"run index {index} out of range: the sweep has {len(cfg.runs)} runs")
+  return jax.tree.map(lambda a: a[index], load_stacked_params(run_dir, step))

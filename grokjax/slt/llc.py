@@ -1,0 +1,289 @@
+"""The local learning coefficient (LLC), every chain in one compiled program.
+
+For a loss L_n (the mean loss over n examples) and a point w* (a trained model), the
+LLC estimator of Lau et al. (2023) is
+
+    λ̂(w*) = nβ · (E_p[L_n(w)] − L_n(w*)),   p(w) ∝ exp(−nβ·L_n(w) − (γ/2)·‖w − w*‖²)
+
+For a regular model at a strict minimum λ̂ → d/2 (d parameters); a singular model
+has a smaller λ, and the LLC measures how degenerate the loss landscape is around w*.
+E_p is estimated by SGLD-family chains (`grokjax.slt.samplers`): each chain starts at
+w*, takes `num_draws` steps on minibatches (each chain reshuffles the data every
+epoch, like a data loader), and the mean of its minibatch losses
+L_m(w_t) after the first `num_burnin` steps estimates E_p[L_n]. L_n(w*) is computed
+once on the full data (not on one chain's first minibatch).
+
+Inverse temperature. `nbeta=None` (or "n") uses Watanabe's β = 1/log n, so nβ = n/log n
+with n the number of examples in `data` — a property of the data, not of a memory
+setting. `nbeta="batch"` uses devinterp's convention b/log b (b the batch size), and a
+number is used as given. The value used is returned as `nbeta`.
+
+Program shape: chains are `vmap`ped, draws `scan`ned, all under one `jit` (the
+initial loss is a separate small jit so that a non-finite one is reported before
+sampling). `sample_llc` is the traceable core that `calibration`, `apply` and
+`invariance` map over settings, checkpoints and rescalings.
+
+Diverged chains: a chain is marked diverged when any of its losses is not finite or
+when some draw has nβ·(L_m(w_t) − L_n(w*)) > `divergence_threshold` (default 10·d: an
+LLC never exceeds d/2, and at equilibrium that quantity fluctuates by about sqrt(d/2),
+so only a blown-up chain gets there). Diverged chains are counted in
+`diverged/count`, kept in `llc/per_chain` and left out of `llc/mean`, `llc/std` and
+`distance/mean` (NaN if every chain diverged).
+
+>>> import jax, jax.numpy as jnp
+>>> x = jax.random.normal(jax.random.key(0), (500, 3))
+>>> y = x @ jnp.array([1.0, -2.0, 0.5])
+>>> loss = lambda w, b: 0.5 * jnp.mean((b[1] - b[0] @ w) ** 2)
+>>> out = estimate_llc(loss, jnp.array([1.0, -2.0, 0.5]), (x, y), key=jax.random.key(1),
+...                    step_size=1e-3, localization=1.0, num_draws=500, num_burnin=100)
+>>> bool(abs(out["llc/mean"] - 1.5) < 0.3)     # regular: d/2 = 1.5
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from grokjax.errors import ConfigError
+from grokjax.slt.samplers import get_sampler
+
+Array = jax.Array
+LossFn = Callable[[Any, Any], Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainSpec:
+  """The static (shape-determining) settings of a set of chains; hashable for jit."""
+
+  sampler: str | Callable = "sgld"
+  num_chains: int = 4
+  num_draws: int = 200
+  num_burnin: int = 0
+  batch_size: int | None = None  # None: the full data at every draw
+  sampler_kwargs: tuple = ()  # sorted (name, value) pairs passed to the sampler factory
+  divergence_threshold: float | None = None  # None: 10 * number of parameters
+  eval_chunk: int | None = None  # examples per pass for L_n(w*); None: all at once
+
+
+def default_nbeta(n: int) -> float:
+  """n / log n: nβ for Watanabe's inverse temperature β = 1/log n."""
+  if n < 2:
+    raise ConfigError(f"nbeta needs at least 2 examples (n/log n), got n={n}")
+  return n / math.log(n)
+
+
+def resolve_nbeta(nbeta, *, num_examples: int, batch_size: int | None) -> float:
+  """The nβ that a `nbeta` argument means: None/'n' -> n/log n, 'batch' -> b/log b."""
+  if nbeta is None or (isinstance(nbeta, str) and nbeta == "n"):
+    return default_nbeta(num_examples)
+  if isinstance(nbeta, str):
+    if nbeta == "batch":
+      return default_nbeta(batch_size or num_examples)
+    raise ConfigError(f"nbeta must be a positive number, 'n' or 'batch', got {nbeta!r}")
+  value = float(nbeta)
+  if not (value > 0 and math.isfinite(value)):
+    raise ConfigError(f"nbeta must be positive and finite, got {nbeta}")
+  return value
+
+
+def num_examples(data) -> int:
+  """The shared leading (example) axis of every array in `data`."""
+  sizes = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(data)}
+  if not sizes or None in sizes or len(sizes) != 1:
+    raise ConfigError("data must be a pytree of arrays that share a leading example axis; "
+                      f"got leading sizes {sorted(map(str, sizes))}")
+  return sizes.pop()
+
+
+def num_params(params) -> int:
+  return sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(params))
+
+
+def full_loss(loss_fn: LossFn, params, data, *, chunk_size: int | None = None) -> Array:
+  """L_n(params): the mean loss on all of `data`, in chunks of `chunk_size` examples."""
+  n = num_examples(data)
+  if chunk_size is None or chunk_size >= n:
+    return loss_fn(params, data)
+  k, rest = divmod(n, chunk_size)
+  head = jax.tree.map(lambda a: a[: k * chunk_size].reshape(k, chunk_size, *a.shape[1:]), data)
+  total = jnp.sum(jax.lax.map(lambda b: loss_fn(params, b), head)) * chunk_size
+  if rest:
+    total = total + loss_fn(params, jax.tree.map(lambda a: a[k * chunk_size:], data)) * rest
+  return total / n
+
+
+def chain_keys(key: Array, num_chains: int) -> Array:
+  """One key per chain; chain c of `estimate_llc` runs `sample_chain` with keys[c]."""
+  return jax.random.split(key, num_chains)
+
+
+def batch_indices(key: Array, n: int, batch_size: int | None, num_draws: int) -> Array | None:
+  """Example indices [num_draws, batch] of each draw's minibatch (None: the full data).
+
+  As a data loader with shuffling and drop_last would: each epoch is a fresh
+  permutation (key folded with the epoch) cut into floor(n / batch) minibatches.
+  """
+  if batch_size is None or batch_size >= n:
+    return None
+  per_epoch = n // batch_size
+  epochs = -(-num_draws // per_epoch)
+  perms = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), n))(
+      jnp.arange(epochs))
+  return perms[:, : per_epoch * batch_size].reshape(-1, batch_size)[:num_draws]
+
+
+def sample_chain(loss_fn: LossFn, params, data, *, key: Array, spec: ChainSpec, step_size,
+                 nbeta, localization) -> tuple[Array, Array]:
+  """One chain from w* = params: (minibatch losses L_m(w_t), distances ‖w_t − w*‖), [draws] each.
+
+  Draw t evaluates the loss and gradient at w_t on minibatch t, records both
+  numbers, and then steps to w_{t+1}; so draw 0 is at w* itself.
+  """
+  batch_key, noise_key = jax.random.split(key)
+  tx = get_sampler(spec.sampler)(step_size, nbeta=nbeta, localization=localization,
+                                 key=noise_key, **dict(spec.sampler_kwargs))
+  value_and_grad = jax.value_and_grad(loss_fn)
+  batches = batch_indices(batch_key, num_examples(data), spec.batch_size, spec.num_draws)
+
+  def step(carry, t):
+    w, state = carry
+    batch = data if batches is None else jax.tree.map(lambda a: a[batches[t]], data)
+    loss, grads = value_and_grad(w, batch)
+    sq = sum(jnp.sum(jnp.square(a - b)) for a, b in zip(jax.tree.leaves(w),
+                                                         jax.tree.leaves(params)))
+    updates, state = tx.update(grads, state, w)
+    return (optax.apply_updates(w, updates), state), (loss, jnp.sqrt(sq))
+
+  _, (losses, dists) = jax.lax.scan(step, (params, tx.init(params)), jnp.arange(spec.num_draws))
+  return losses, dists
+
+
+def summarize(losses: Array, dists: Array, init_loss: Array, nbeta, *, num_burnin: int,
+              threshold: float) -> dict[str, Array]:
+  """The results dict from traces [chains, draws] (see the module docstring)."""
+  kept = losses[:, num_burnin:]
+  per_chain = nbeta * (jnp.mean(kept, axis=1) - init_loss)
+  excess = nbeta * (losses - init_loss)
+  diverged = (~jnp.all(jnp.isfinite(losses), axis=1) | jnp.any(excess > threshold, axis=1)
+              | ~jnp.isfinite(init_loss))
+  ok = ~diverged
+  n_ok = jnp.sum(ok)
+  mean = jnp.sum(jnp.where(ok, per_chain, 0.0)) / n_ok
+  var = jnp.sum(jnp.where(ok, (per_chain - mean) ** 2, 0.0)) / (n_ok - 1)
+  dist = jnp.sum(jnp.where(ok, jnp.mean(dists[:, num_burnin:], axis=1), 0.0)) / n_ok
+  return {
+      "llc/mean": mean,
+      "llc/std": jnp.where(n_ok > 1, jnp.sqrt(var), jnp.nan),
+      "llc/per_chain": per_chain,
+      "loss/trace": losses,
+      "loss/init": init_loss,
+      "distance/trace": dists,
+      "distance/mean": dist,
+      "diverged/per_chain": diverged,
+      "diverged/count": jnp.sum(diverged).astype(jnp.int32),
+      "nbeta": jnp.asarray(nbeta, jnp.float32),
+  }
+
+
+def sample_llc(loss_fn: LossFn, params, data, *, key: Array, spec: ChainSpec, step_size,
+               nbeta, localization, init_loss=None) -> dict[str, Array]:
+  """The traceable core of `estimate_llc` (no argument checks; nbeta must be a number)."""
+  if init_loss is None:
+    init_loss = full_loss(loss_fn, params, data, chunk_size=spec.eval_chunk)
+  chain = lambda k: sample_chain(loss_fn, params, data, key=k, spec=spec, step_size=step_size,
+                                 nbeta=nbeta, localization=localization)
+  losses, dists = jax.vmap(chain)(chain_keys(key, spec.num_chains))
+  threshold = spec.divergence_threshold
+  if threshold is None:
+    threshold = 10.0 * num_params(params)
+  return summarize(losses, dists, init_loss, nbeta, num_burnin=spec.num_burnin,
+                   threshold=threshold)
+
+
+_sample_llc = jax.jit(sample_llc, static_argnames=("loss_fn", "spec"))
+_full_loss = jax.jit(full_loss, static_argnames=("loss_fn", "chunk_size"))
+
+
+def check_hyper(*, step_size, localization, nbeta=1.0) -> None:
+  """Raises ConfigError naming the first bad sampler hyperparameter."""
+  for name, v, ok in (("step_size", step_size, lambda v: v > 0),
+                      ("localization", localization, lambda v: v >= 0),
+                      ("nbeta", nbeta, lambda v: v > 0)):
+    v = float(v)
+    if not (math.isfinite(v) and ok(v)):
+      rule = "must be >= 0" if name == "localization" else "must be > 0"
+      raise ConfigError(f"{name} {rule} and finite, got {v}")
+
+
+def make_spec(*, sampler, num_chains, num_draws, num_burnin, batch_size, n,
+              sampler_kwargs=None, divergence_threshold=None, eval_chunk=None) -> ChainSpec:
+  """A checked ChainSpec; raises ConfigError naming the bad argument."""
+  get_sampler(sampler)
+  if num_chains < 1:
+    raise ConfigError(f"num_chains must be >= 1, got {num_chains}")
+  if num_burnin < 0:
+    raise ConfigError(f"num_burnin must be >= 0, got {num_burnin}")
+  if num_draws <= num_burnin:
+    raise ConfigError(f"num_draws ({num_draws}) must exceed num_burnin ({num_burnin}): "
+                      "num_draws counts every step of a chain, burn-in included")
+  if batch_size is not None and not 1 <= batch_size <= n:
+    raise ConfigError(f"batch_size must lie in [1, {n}] (the number of examples), got "
+                      f"{batch_size}")
+  return ChainSpec(sampler, int(num_chains), int(num_draws), int(num_burnin),
+                   None if batch_size is None else int(batch_size),
+                   tuple(sorted((sampler_kwargs or {}).items())), divergence_threshold,
+                   eval_chunk)
+
+
+def check_loss_fn(loss_fn: LossFn, params, data, batch_size: int | None) -> None:
+  """Raises ConfigError unless loss_fn(params, minibatch) is a scalar."""
+  b = batch_size or num_examples(data)
+  batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct((b, *np.shape(a)[1:]), a.dtype), data)
+  out = jax.eval_shape(loss_fn, params, batch)
+  if not (isinstance(out, jax.ShapeDtypeStruct) and out.shape == ()):
+    shape = getattr(out, "shape", type(out).__name__)
+    raise ConfigError(f"loss_fn must return the scalar mean loss of a minibatch, got {shape}")
+
+
+def initial_loss(loss_fn: LossFn, params, data, *, eval_chunk: int | None = None) -> Array:
+  """L_n(w*) on the full data; raises ConfigError if it is not finite."""
+  value = _full_loss(loss_fn, params, data, chunk_size=eval_chunk)
+  if not np.isfinite(np.asarray(value)):
+    raise ConfigError(f"the loss at params (w*) is {float(value)} on the full data: the LLC "
+                      "needs a finite initial loss")
+  return value
+
+
+def estimate_llc(loss_fn: LossFn, params, data, *, key: Array, sampler="sgld", step_size: float,
+                 localization: float, nbeta=None, num_chains: int = 4, num_draws: int = 200,
+                 num_burnin: int = 0, batch_size: int | None = None,
+                 sampler_kwargs: dict | None = None, divergence_threshold: float | None = None,
+                 eval_chunk: int | None = None) -> dict[str, Array]:
+  """λ̂ at w* = params for any `loss_fn(params, batch) -> mean loss` and data pytree.
+
+  `data` is a pytree of arrays sharing a leading example axis; minibatches of
+  `batch_size` examples (epochs of reshuffled data, see `batch_indices`) are handed to
+  loss_fn in the same structure. `num_draws` steps per chain, the first `num_burnin` of them
+  discarded. `sampler`: a name of `grokjax.slt.samplers.SAMPLERS` or a factory with
+  the same signature; `sampler_kwargs` go to it. Returns the dict described in the
+  module docstring. Reuse one `loss_fn` object across calls to reuse the compilation.
+  """
+  n = num_examples(data)
+  spec = make_spec(sampler=sampler, num_chains=num_chains, num_draws=num_draws,
+                   num_burnin=num_burnin, batch_size=batch_size, n=n,
+                   sampler_kwargs=sampler_kwargs, divergence_threshold=divergence_threshold,
+                   eval_chunk=eval_chunk)
+  nb = resolve_nbeta(nbeta, num_examples=n, batch_size=batch_size)
+  check_hyper(step_size=step_size, localization=localization, nbeta=nb)
+  check_loss_fn(loss_fn, params, data, spec.batch_size)
+  init = initial_loss(loss_fn, params, data, eval_chunk=eval_chunk)
+  return _sample_llc(loss_fn, params, data, key=key, spec=spec,
+                     step_size=jnp.float32(step_size), nbeta=jnp.float32(nb),
+                     localization=jnp.float32(localization), init_loss=init)

@@ -1,0 +1,207 @@
+"""SGLD-family samplers of the localised tempered posterior, as optax transformations.
+
+Every sampler draws from the localised tempered posterior around a centre w*
+(Lau et al. 2023, "Quantifying degeneracy in singular models via the learning
+coefficient"):
+
+    p(w) ∝ exp(−U(w)),   U(w) = nβ·L_n(w) + (γ/2)·Σ_T ‖w_T − w*_T‖² / m_T
+
+T runs over the tensors (leaves) of the parameter pytree, nβ is the sample size times
+the inverse temperature, γ the localisation strength and m_T the localisation metric
+(m_T = 1 for `sgld` and `rmsprop_sgld`; m_T = s_T(w*), below, for the two
+scale-invariant samplers). Each step reads the minibatch gradient g = ∇L_m(w), an
+unbiased estimate of ∇L_n, and moves by an Euler–Maruyama step of the preconditioned
+Langevin diffusion whose stationary law is p:
+
+    Δw = −(ε/2)·G(w)·(nβ·g + γ·(w − w*)/m) + (ε/2)·Γ(w) + sqrt(ε·G(w))·ξ,   ξ ~ N(0, I)
+
+with a diagonal preconditioner G and the drift correction Γ_i = Σ_j ∂G_ij/∂w_j that a
+position-dependent G needs to keep p stationary:
+
+  sgld             G = 1, Γ = 0                                        (Welling & Teh 2011)
+  rmsprop_sgld     G = 1/(sqrt(V) + eps), V ← α·V + (1−α)·g², Γ dropped (Li et al. 2016;
+                   devinterp's defaults α = 0.99, eps = 0.1)
+  scale_invariant  G_T = s_T(w*), one scalar per tensor, fixed at the centre, Γ = 0,
+                   with s_T(w) = mean_i(w_{T,i}²) + eps
+  riemannian       G_T = s_T(w) at the current point, Γ_T = ∂s_T/∂w_T = 2·w_T/size(T)
+
+The paper names its scale-invariant preconditioner ‖W‖² + ε; we use the mean square
+‖W‖²/size(W) + eps, the same up to a constant factor per tensor, so that one step size
+means one relative step per element in every tensor (with ‖W‖² a 99×128 embedding
+would move 12,672 / 128 ≈ 100× further, relatively, than a bias). Pass
+`per_element=False` for the literal ‖W‖² + eps.
+
+Why the two scale-invariant samplers localise in their own metric: if a per-tensor
+rescaling w_T → c_T·w_T (c_T > 0) leaves the loss unchanged, as the residual-stream and
+MLP rescalings of `grokjax.slt.rescaling` do, then with eps = 0 their chain started at
+the rescaled centre, fed the same noise, is exactly the rescaled chain — same losses,
+same λ̂. SGLD has no such property (its noise has the same size in every coordinate),
+and RMSProp's G scales as c, not c², so it keeps the drift but not the noise in step.
+
+Each transformation carries its RNG key in its state; `update(g, state, params)`
+returns Δw for `optax.apply_updates`:
+
+>>> import jax, jax.numpy as jnp, optax
+>>> w = {"a": jnp.ones(3)}
+>>> tx = sgld(1e-3, nbeta=10.0, localization=1.0, key=jax.random.key(0))
+>>> state = tx.init(w)                    # the centre w* is the params given to init
+>>> g = jax.grad(lambda p: jnp.sum(p["a"] ** 2))(w)
+>>> dw, state = tx.update(g, state, w)
+>>> optax.apply_updates(w, dw)["a"].shape
+(3,)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from grokjax.errors import ConfigError
+
+Array = jax.Array
+
+
+class SGLDState(NamedTuple):
+  key: Array
+  center: Any  # w*, the localisation centre (the params given to init)
+
+
+class RMSPropSGLDState(NamedTuple):
+  key: Array
+  center: Any
+  square_avg: Any  # V, the running mean of g² (g: the minibatch loss gradient)
+
+
+class ScaleInvariantState(NamedTuple):
+  key: Array
+  center: Any
+  center_scale: Any  # s_T(w*) per tensor: a pytree of scalars
+
+
+def _normal_like(key: Array, tree) -> Any:
+  leaves, treedef = jax.tree.flatten(tree)
+  keys = jax.random.split(key, len(leaves))
+  noise = [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+  return jax.tree.unflatten(treedef, noise)
+
+
+def _scale(x: Array, eps: float, per_element: bool) -> Array:
+  """s_T(w) = mean(w²) + eps (or sum(w²) + eps): the per-tensor scalar metric."""
+  sq = jnp.sum(jnp.square(x))
+  return (sq / x.size if per_element else sq) + eps
+
+
+def _langevin(grads, params, center, noise, *, step_size, nbeta, localization,
+              precond, loc_metric, correction):
+  """Δw = −(ε/2)·G·(nβ·g + γ·(w − w*)/m) + (ε/2)·Γ + sqrt(ε·G)·ξ, leaf by leaf."""
+
+  def leaf(g, w, c, xi, G, m, gam):
+    drift = nbeta * g + localization * (w - c) / m
+    return -0.5 * step_size * G * drift + 0.5 * step_size * gam + jnp.sqrt(step_size * G) * xi
+
+  return jax.tree.map(leaf, grads, params, center, noise, precond, loc_metric, correction)
+
+
+def _ones_like(tree):
+  return jax.tree.map(lambda _: 1.0, tree)
+
+
+def _zeros_like(tree):
+  return jax.tree.map(lambda _: 0.0, tree)
+
+
+def sgld(step_size, *, nbeta, localization, key: Array) -> optax.GradientTransformation:
+  """Plain SGLD: Δw = −(ε/2)·(nβ·g + γ·(w − w*)) + sqrt(ε)·ξ."""
+
+  def init(params):
+    return SGLDState(key, params)
+
+  def update(grads, state, params=None):
+    if params is None:
+      raise ValueError("sgld needs params (the current point w) in update")
+    key, sub = jax.random.split(state.key)
+    noise = _normal_like(sub, params)
+    ones = _ones_like(params)
+    dw = _langevin(grads, params, state.center, noise, step_size=step_size, nbeta=nbeta,
+                   localization=localization, precond=ones, loc_metric=ones,
+                   correction=_zeros_like(params))
+    return dw, SGLDState(key, state.center)
+
+  return optax.GradientTransformation(init, update)
+
+
+def rmsprop_sgld(step_size, *, nbeta, localization, key: Array, alpha: float = 0.99,
+                 eps: float = 0.1) -> optax.GradientTransformation:
+  """pSGLD: G = 1/(sqrt(V) + eps) with V ← α·V + (1−α)·g², updated before the step."""
+
+  def init(params):
+    return RMSPropSGLDState(key, params, jax.tree.map(jnp.zeros_like, params))
+
+  def update(grads, state, params=None):
+    if params is None:
+      raise ValueError("rmsprop_sgld needs params (the current point w) in update")
+    key, sub = jax.random.split(state.key)
+    v = jax.tree.map(lambda v, g: alpha * v + (1 - alpha) * g * g, state.square_avg, grads)
+    precond = jax.tree.map(lambda v: 1.0 / (jnp.sqrt(v) + eps), v)
+    ones = _ones_like(params)
+    dw = _langevin(grads, params, state.center, _normal_like(sub, params), step_size=step_size,
+                   nbeta=nbeta, localization=localization, precond=precond, loc_metric=ones,
+                   correction=_zeros_like(params))
+    return dw, RMSPropSGLDState(key, state.center, v)
+
+  return optax.GradientTransformation(init, update)
+
+
+def _scale_invariant(step_size, nbeta, localization, key, eps, per_element, moving: bool):
+  def init(params):
+    scale = jax.tree.map(lambda w: _scale(w, eps, per_element), params)
+    return ScaleInvariantState(key, params, scale)
+
+  def update(grads, state, params=None):
+    if params is None:
+      raise ValueError("the scale-invariant samplers need params (the current point w)")
+    key, sub = jax.random.split(state.key)
+    if moving:
+      precond = jax.tree.map(lambda w: _scale(w, eps, per_element), params)
+      norm = (lambda w: w.size) if per_element else (lambda w: 1)
+      correction = jax.tree.map(lambda w: 2.0 * w / norm(w), params)
+    else:
+      precond, correction = state.center_scale, _zeros_like(params)
+    dw = _langevin(grads, params, state.center, _normal_like(sub, params), step_size=step_size,
+                   nbeta=nbeta, localization=localization, precond=precond,
+                   loc_metric=state.center_scale, correction=correction)
+    return dw, ScaleInvariantState(key, state.center, state.center_scale)
+
+  return optax.GradientTransformation(init, update)
+
+
+def scale_invariant_sgld(step_size, *, nbeta, localization, key: Array, eps: float = 1e-6,
+                         per_element: bool = True) -> optax.GradientTransformation:
+  """G_T = m_T = s_T(w*) per tensor, fixed: Δw_T = −(ε/2)(s_T·nβ·g_T + γ·(w_T − w*_T)) + sqrt(ε·s_T)·ξ."""
+  return _scale_invariant(step_size, nbeta, localization, key, eps, per_element, moving=False)
+
+
+def riemannian_sgld(step_size, *, nbeta, localization, key: Array, eps: float = 1e-6,
+                    per_element: bool = True) -> optax.GradientTransformation:
+  """G_T = s_T(w) at the current point, m_T = s_T(w*), with the drift correction Γ_T = 2·w_T/size(T)."""
+  return _scale_invariant(step_size, nbeta, localization, key, eps, per_element, moving=True)
+
+
+SAMPLERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "sgld": sgld,
+    "rmsprop_sgld": rmsprop_sgld,
+    "scale_invariant": scale_invariant_sgld,
+    "riemannian": riemannian_sgld,
+}
+
+
+def get_sampler(sampler: str | Callable[..., optax.GradientTransformation]):
+  """A sampler factory `(step_size, *, nbeta, localization, key, **kw) -> transformation`."""
+  if callable(sampler):
+    return sampler
+  if sampler not in SAMPLERS:
+    raise ConfigError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+  return SAMPLERS[sampler]

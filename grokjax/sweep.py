@@ -1,0 +1,258 @@
+"""A sweep of training runs as one compiled, sharded program.
+
+The runs (`SweepConfig.runs`: ops x weight decays x seeds x lrs x train fractions)
+are stacked on a leading axis and trained by one `jit` of a loop over steps of a
+`vmap` of `train.train_step` over runs; the runs axis is sharded over the devices.
+The host loop only moves between stop points: at each one it evaluates every run on
+its full train and test split, appends to `metrics.csv`, saves checkpoints on the
+schedule and prints progress. Stop points are every `eval_every` steps plus
+`log_points` log-spaced early steps, so curves on a log-step axis have data at the
+start; checkpoints follow the same rule with `ckpt_every`.
+
+>>> # from grokjax.config import PRESETS
+>>> # summary = train_sweep(PRESETS["demo"], "runs/demo")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import shutil
+import sys
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from grokjax import checkpoint, runio, sharding
+from grokjax.config import SweepConfig
+from grokjax.errors import CheckpointError, DivergenceError, RunFolderError
+from grokjax.measures.spectral import spectral_summary
+from grokjax.train import RunData, TrainState, evaluate, init_state, run_data, run_keys, train_step
+
+METRICS = "metrics.csv"
+
+
+def log_steps(upto: int, n: int) -> set[int]:
+  """n log-spaced integer steps in [1, upto)."""
+  if n <= 0 or upto <= 1:
+    return set()
+  return {int(s) for s in np.unique(np.round(np.geomspace(1, upto, n + 1)[:-1]))}
+
+
+def schedule(cfg: SweepConfig) -> tuple[list[int], set[int]]:
+  """(stop points where every run is evaluated, the subset where params are saved)."""
+  evals = {0, cfg.steps} | set(range(cfg.eval_every, cfg.steps, cfg.eval_every))
+  evals |= {s for s in log_steps(cfg.eval_every, cfg.log_points) if s < cfg.steps}
+  ckpts = {0, cfg.steps} | set(range(cfg.ckpt_every, cfg.steps, cfg.ckpt_every))
+  ckpts |= {s for s in log_steps(min(cfg.ckpt_every, cfg.eval_every), cfg.log_points)
+            if s < cfg.steps}
+  return sorted(evals | ckpts), ckpts
+
+
+def stacked_runs(cfg: SweepConfig) -> tuple[RunData, TrainState]:
+  """Host (numpy) copies of every run's data and initial state, stacked on axis 0."""
+  specs = cfg.runs
+  data = jax.tree.map(lambda *a: np.stack(a), *[run_data(cfg, s) for s in specs])
+  keys = jnp.stack([jax.random.key_data(run_keys(s.seed)[0]) for s in specs])
+  lrs = jnp.asarray([s.lr for s in specs], jnp.float32)
+  wds = jnp.asarray([s.weight_decay for s in specs], jnp.float32)
+  init = jax.jit(jax.vmap(lambda k, lr, wd: init_state(cfg, jax.random.wrap_key_data(k), lr, wd)))
+  return data, jax.tree.map(np.asarray, init(keys, lrs, wds))
+
+
+def compile_fns(cfg: SweepConfig):
+  """(train_until(state, runs, n_steps) -> state, measure(params, runs) -> metrics)."""
+  step = jax.vmap(lambda s, r: train_step(cfg, s, r))
+
+  def train_until(state, runs, n_steps):
+    return jax.lax.fori_loop(0, n_steps, lambda _, s: step(s, runs), state)
+
+  def measure(params, runs):
+    return {**evaluate(cfg, params, runs), **spectral_summary(params)}
+
+  return jax.jit(train_until, donate_argnums=0), jax.jit(jax.vmap(measure))
+
+
+def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: bool) -> None:
+  if resume and overwrite:
+    raise RunFolderError("--resume and --overwrite exclude each other")
+  exists = out.exists() and any(out.iterdir())
+  if exists and overwrite:
+    shutil.rmtree(out)
+  elif exists and not resume:
+    raise RunFolderError(f"{out} already exists; pass --resume to continue it or --overwrite "
+                         "to replace it")
+  elif resume and not exists:
+    raise RunFolderError(f"nothing to resume: {out} does not exist or is empty")
+  elif resume:
+    saved = runio.load_config(out).to_dict()
+    diff = sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v)
+    if diff:
+      detail = "; ".join(f"{k}: folder has {saved.get(k)!r}, asked {cfg.to_dict()[k]!r}"
+                         for k in diff)
+      raise RunFolderError(f"--resume with a different config than {out}/config.json ({detail})")
+  out.mkdir(parents=True, exist_ok=True)
+
+
+def _truncate_metrics(path: pathlib.Path, upto: int) -> None:
+  """Drops rows written after the checkpoint a resumed sweep restarts from."""
+  if not path.is_file():
+    return
+  lines = path.read_text().splitlines(keepends=True)
+  if not lines:
+    return
+  step_col = lines[0].rstrip("\n").split(",").index("step")
+  kept = [l for l in lines[1:] if int(l.split(",")[step_col]) <= upto]
+  path.write_text(lines[0] + "".join(kept))
+
+
+def _restore_latest(out: pathlib.Path, like: TrainState) -> TrainState:
+  try:
+    steps = checkpoint._existing_manager(out, checkpoint.STATE).all_steps()
+  except CheckpointError as e:
+    raise CheckpointError(f"cannot resume {out}: {e}; use --overwrite to start again") from e
+  if not steps:
+    raise CheckpointError(f"cannot resume {out}: no checkpoint in {out}/checkpoints/state; "
+                          "use --overwrite to start again")
+  return checkpoint.restore(out, checkpoint.STATE, max(steps), like)
+
+
+class Progress:
+  """Throttled one-line progress: steps/s, ETA and best test accuracy per op."""
+
+  def __init__(self, cfg: SweepConfig, start_step: int, write: Callable[[str], None],
+               every_s: float = 5.0):
+    self.cfg, self.write, self.every_s = cfg, write, every_s
+    self.t0, self.step0, self.last = time.time(), start_step, 0.0
+    self.best: dict[str, float] = {}
+
+  def update(self, step: int, test_acc: np.ndarray, force: bool = False) -> None:
+    for spec, acc in zip(self.cfg.runs, test_acc):
+      if np.isfinite(acc):
+        self.best[spec.op] = max(self.best.get(spec.op, 0.0), float(acc))
+    now = time.time()
+    if not force and now - self.last < self.every_s:
+      return
+    self.last = now
+    rate = (step - self.step0) / max(now - self.t0, 1e-9)
+    eta = (self.cfg.steps - step) / rate if rate > 0 else float("inf")
+    best = " ".join(f"{op} {acc:.3f}" for op, acc in self.best.items())
+    eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if np.isfinite(eta) else "?"
+    self.write(f"step {step:>7d}/{self.cfg.steps} | {rate:6.1f} steps/s x {len(self.cfg.runs)} "
+               f"runs | ETA {eta_s} | best test acc: {best}")
+
+
+def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: bool = False,
+                on_stop: Callable[[int], None] | None = None,
+                write: Callable[[str], None] = print, devices=None) -> list[dict]:
+  """Trains every run of `cfg` into `out_dir`; returns the per-run summary rows.
+
+  `on_stop(step)` is called after each stop point has been written (used to test
+  that an interrupted sweep resumes exactly). `devices` (default: all) are the devices
+  the runs axis is split over. Raises DivergenceError at the end if a
+  run produced a non-finite loss; every run's data is written before that.
+  """
+  cfg.validate()
+  out = pathlib.Path(out_dir)
+  prepare_folder(cfg, out, resume, overwrite)
+  mesh = sharding.runs_mesh(devices)
+  n_runs = len(cfg.runs)
+  n_pad = sharding.padded_size(n_runs, mesh)
+  data, state = stacked_runs(cfg)
+  start = 0
+  if resume:
+    state = _restore_latest(out, state)
+    start = int(np.asarray(state.step).reshape(-1)[0])
+    _truncate_metrics(out / METRICS, start)
+  else:
+    runio.write_config(out, cfg, [str(d) for d in mesh.devices.flat])
+  runs = sharding.shard_runs(sharding.pad_runs(data, n_pad), mesh)
+  state = sharding.shard_runs(sharding.pad_runs(state, n_pad), mesh)
+  train_until, measure = compile_fns(cfg)
+  stops, ckpts = schedule(cfg)
+  params_mgr = checkpoint.manager(out, checkpoint.PARAMS)
+  state_mgr = checkpoint.manager(out, checkpoint.STATE, max_to_keep=2)
+  dev = list(mesh.devices.flat)
+  write(f"grokjax: {n_runs} runs x {cfg.steps} steps on {len(dev)} {dev[0].platform} "
+        f"device(s) -> {out}" + (f" (resuming at {start})" if resume else ""))
+  progress = Progress(cfg, start, write)
+  reported: set[int] = set()
+  current = start
+  for stop in [s for s in stops if s >= start and not (resume and s == start)]:
+    if stop > current:
+      state = train_until(state, runs, jnp.int32(stop - current))
+      current = stop
+    metrics = sharding.to_host(measure(state.params, runs), n_runs)
+    diverged = sharding.to_host(state.diverged_at, n_runs)
+    rows = [{**runio.run_fields(i, spec), "step": stop,
+             **{k: float(v[i]) for k, v in metrics.items()}} for i, spec in enumerate(cfg.runs)]
+    runio.write_csv(out / METRICS, rows, append=True)
+    _report_divergence(cfg, diverged, metrics, stop, reported, write)
+    if stop in ckpts:
+      checkpoint.save(params_mgr, stop, sharding.to_host(state.params, n_runs))
+      checkpoint.save(state_mgr, stop, sharding.to_host(state, n_runs))
+    progress.update(stop, metrics["test_acc"], force=stop == cfg.steps)
+    if on_stop is not None:
+      on_stop(stop)
+  params_mgr.wait_until_finished()
+  state_mgr.wait_until_finished()
+  summary = summarize(cfg, runio.read_csv(out / METRICS))
+  runio.write_csv(out / "summary.csv", summary)
+  write(format_summary(summary))
+  from grokjax import plots  # matplotlib only once training is done
+
+  plots.plot_curves(runio.read_csv(out / METRICS), out / "curves.png")
+  if reported:
+    raise DivergenceError(f"{len(reported)} run(s) produced a non-finite loss: "
+                          + ", ".join(cfg.runs[i].label for i in sorted(reported))
+                          + f"; the other runs' results are in {out}")
+  return summary
+
+
+def _report_divergence(cfg, diverged, metrics, stop, reported, write) -> None:
+  for i, spec in enumerate(cfg.runs):
+    bad_eval = not np.isfinite(metrics["train_loss"][i])
+    if i in reported or (diverged[i] < 0 and not bad_eval):
+      continue
+    reported.add(i)
+    at = f"at step {int(diverged[i])}" if diverged[i] >= 0 else f"by step {stop}"
+    write(f"error: run {i} ({spec.label}) produced a non-finite loss {at}; "
+          "the other runs continue")
+
+
+def first_step(steps: np.ndarray, values: np.ndarray, threshold: float) -> int | None:
+  """The first step at which values >= threshold, or None."""
+  hit = np.flatnonzero(values >= threshold)
+  return int(steps[hit[0]]) if hit.size else None
+
+
+def summarize(cfg: SweepConfig, m: dict[str, np.ndarray], threshold: float = 0.99) -> list[dict]:
+  """Per run: first steps with train and test accuracy >= threshold, final accuracies."""
+  rows = []
+  for i, spec in enumerate(cfg.runs):
+    sel = m["run"] == i
+    order = np.argsort(m["step"][sel])
+    steps = m["step"][sel][order]
+    tr, te = m["train_acc"][sel][order], m["test_acc"][sel][order]
+    fit, grok = first_step(steps, tr, threshold), first_step(steps, te, threshold)
+    rows.append({**runio.run_fields(i, spec),
+                 "train_acc_099_step": "" if fit is None else fit,
+                 "test_acc_099_step": "" if grok is None else grok,
+                 "final_train_acc": float(tr[-1]) if tr.size else float("nan"),
+                 "final_test_acc": float(te[-1]) if te.size else float("nan")})
+  return rows
+
+
+def format_summary(rows: list[dict]) -> str:
+  lines = [f"{'op':<8}{'seed':>6}{'wd':>6}{'lr':>9}{'frac':>6}{'train>=.99':>12}"
+           f"{'test>=.99':>14}{'final test':>12}"]
+  for r in rows:
+    grok = r["test_acc_099_step"] if r["test_acc_099_step"] != "" else "not grokked"
+    fit = r["train_acc_099_step"] if r["train_acc_099_step"] != "" else "-"
+    lines.append(f"{r['op']:<8}{r['seed']:>6}{r['weight_decay']:>6g}{r['lr']:>9g}"
+                 f"{r['train_frac']:>6g}{fit!s:>12}{grok!s:>14}{r['final_test_acc']:>12.3f}")
+  return "\n".join(lines)

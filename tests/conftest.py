@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny sweeps trained once per session, reused by several test files."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+# Four host devices so the sharding tests can run; must be set before JAX starts.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+import pytest  # noqa: E402
+
+from grokjax.config import PRESETS  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+  return dataclasses.replace(PRESETS["tiny"], steps=120, eval_every=40, ckpt_every=40)
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory, tiny_cfg):
+  """A finished tiny sweep (2 ops x 2 seeds) folder, for tests that read run folders."""
+  from grokjax import sweep
+
+  cfg = dataclasses.replace(tiny_cfg, ops=("add", "mul"), seeds=(0, 1))
+  out = tmp_path_factory.mktemp("tiny_sweep")
+  sweep.train_sweep(cfg, out, write=lambda s: None)
+  return out

@@ -1,0 +1,162 @@
+"""Fourier lens: planted frequencies, discrete-log re-indexing, Occam gate, circulants."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from grokjax import tasks
+from grokjax.config import MODEL_PRESETS
+from grokjax.errors import ConfigError
+from grokjax.measures import fourier
+from grokjax.model import Transformer, init_params
+
+P = 11
+CFG = dataclasses.replace(MODEL_PRESETS["tiny"], vocab_size=P + 2)
+
+
+def test_gini_and_ipr_extremes():
+  n = 7
+  np.testing.assert_allclose(fourier.gini(jnp.ones(n)), 0.0, atol=1e-6)
+  one_hot = jnp.zeros(n).at[3].set(2.5)
+  np.testing.assert_allclose(fourier.gini(one_hot), (n - 1) / n, rtol=1e-6)
+  np.testing.assert_allclose(fourier.ipr(one_hot), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(fourier.ipr(jnp.ones(n)), 1 / n, rtol=1e-6)
+  np.testing.assert_allclose(fourier.entropy(jnp.ones(n)), np.log(n), rtol=1e-6)
+
+
+@pytest.mark.parametrize("p,g", [(7, 3), (11, 2), (23, 5), (97, 5)])
+def test_primitive_root_and_discrete_log(p, g):
+  assert fourier.primitive_root(p) == g
+  r = fourier.dlog_residues(p)
+  assert sorted(r.tolist()) == list(range(1, p))
+  log = fourier.discrete_log(p)
+  x = np.arange(1, p)
+  assert np.all(fourier._powmod(g, log[x], p) == x)
+  # the re-indexing turns multiplication into addition mod p - 1
+  assert np.all(log[x[:, None] * x[None, :] % p] == (log[x][:, None] + log[x][None, :]) % (p - 1))
+
+
+def test_primitive_root_needs_a_prime():
+  with pytest.raises(ConfigError, match="prime"):
+    fourier.primitive_root(12)
+
+
+def planted(n, k, d=6, seed=0):
+  """rows[j] = u cos(2 pi k j / n) + v sin(...), u and v orthogonal with equal norm."""
+  u, v = np.linalg.qr(np.random.default_rng(seed).normal(size=(d, 2)))[0].T * 3.0
+  j = np.arange(n)[:, None]
+  return u * np.cos(2 * np.pi * k * j / n) + v * np.sin(2 * np.pi * k * j / n) + 0.7
+
+
+def test_planted_frequency_is_found():
+  rows = jnp.asarray(planted(P, 3))
+  m = jax.jit(lambda r: fourier.localisation(r, prefix="e", top_k=(1,), n_key=2))(rows)
+  assert int(m["e_key_freq_0"]) == 3
+  np.testing.assert_allclose(m["e_ipr"], 1.0, atol=1e-5)
+  np.testing.assert_allclose(m["e_top1"], 1.0, atol=1e-5)
+  np.testing.assert_allclose(m["e_gini"], (5 - 1) / 5, atol=1e-5)  # K = 5 folded frequencies
+  np.testing.assert_allclose(m["e_entropy"], 0.0, atol=1e-4)
+  c = jax.jit(lambda r: fourier.cyclic_structure(r, n_planes=1))(rows)
+  assert int(c["fourier/plane_freqs"][0]) == 3
+  np.testing.assert_allclose(c["fourier/cyclic_score"], 1.0, atol=1e-5)
+  np.testing.assert_allclose(c["fourier/circularity"], 1.0, atol=1e-4)
+  radius = np.linalg.norm(np.asarray(c["fourier/coords"][0]), axis=-1)
+  np.testing.assert_allclose(radius, radius[0], rtol=1e-4)  # the numbers lie on a circle
+
+
+def test_noise_is_not_localised():
+  rows = jnp.asarray(np.random.default_rng(1).normal(size=(97, 64)))
+  m = fourier.localisation(rows, prefix="e")
+  assert float(m["e_ipr"]) < 0.05 and float(m["e_gini"]) < 0.35
+
+
+def test_dlog_structure_found_only_after_reindexing():
+  """rows[x] = plane at frequency 2 over Z_{p-1} in log_g(x): only mul's basis sees it."""
+  log = fourier.discrete_log(P)
+  rows = np.zeros((P, 16))
+  rows[1:] = planted(P - 1, 2, d=16)[log[1:]]
+  rows[0] = np.random.default_rng(2).normal(size=16)
+
+  @jax.jit
+  def both(r):
+    return [fourier.localisation(fourier.in_basis(r, basis=fourier.resolve_basis(op, "auto")),
+                                 prefix="e") for op in ("mul", "add")]
+
+  mul, add = both(jnp.asarray(rows))
+  assert int(mul["e_key_freq_0"]) == 2
+  np.testing.assert_allclose(mul["e_ipr"], 1.0, atol=1e-4)
+  assert float(add["e_ipr"]) < 0.5
+
+
+def test_resolve_basis():
+  assert [fourier.resolve_basis(op, "auto") for op in ("add", "sub", "mul", "div", "x3_plus_xy")] \
+      == ["natural", "natural", "dlog", "dlog", "natural"]
+  assert fourier.resolve_basis("mul", "natural") == "natural"
+  with pytest.raises(ConfigError, match="basis"):
+    fourier.resolve_basis("add", "log")
+
+
+def _table(op, f):
+  x, y = np.meshgrid(np.arange(P), np.arange(P), indexing="ij")
+  return jnp.asarray(f[tasks.apply_op(op, x, y, P)])
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
+def test_occam_diagonal_fraction_of_exact_group_tables(op):
+  f = np.random.default_rng(3).normal(size=P)
+  m = fourier.occam_gate(_table(op, f), op=op)
+  np.testing.assert_allclose(m["occam/diag_fraction"], 1.0, atol=1e-5)
+  n = P - 1 if op in ("mul", "div") else P
+  assert m["occam/power"].shape == (n, n)
+
+
+def test_occam_wrong_family_or_basis_is_low():
+  f = np.random.default_rng(4).normal(size=P)
+  assert float(fourier.occam_gate(_table("add", f), op="sub")["occam/diag_fraction"]) < 0.3
+  nat = fourier.occam_gate(_table("mul", f), op="mul", basis="natural")
+  assert float(nat["occam/diag_fraction"]) < 0.5
+  with pytest.raises(ConfigError, match="diagonal family"):
+    fourier.occam_gate(_table("add", f), op="x2_plus_y2")
+
+
+def test_answer_logit_table_matches_model():
+  params = init_params(CFG, jax.random.key(5))
+  tables = jax.jit(lambda q: [fourier.answer_logit_table(CFG, q, p=P, op="sub", y0=y0)
+                              for y0 in ("model", "mean")])
+  table, mean = map(np.asarray, tables(params))
+  x, y = np.array([0, 4, 10]), np.array([0, 7, 3])
+  logits = jax.jit(Transformer(CFG).apply)({"params": params}, jnp.asarray(tasks.encode(x, y, P)))
+  want = np.asarray(logits)[np.arange(3), (x - y) % P]
+  np.testing.assert_allclose(table[x, y], want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(mean[:, 0], table[:, 1:].mean(), rtol=1e-5)
+  np.testing.assert_allclose(mean[:, 1:], table[:, 1:], rtol=1e-6)
+
+
+def test_circulant_score():
+  c = np.random.default_rng(6).normal(size=8)
+  circ = np.stack([np.roll(c, i) for i in range(8)])
+  np.testing.assert_allclose(fourier.circulant_score(jnp.asarray(circ)), 1.0, atol=1e-6)
+  noise = np.random.default_rng(7).normal(size=(64, 64))
+  assert float(fourier.circulant_score(jnp.asarray(noise))) < 0.1
+
+
+def test_fft2_of_constant_matrix_is_one_spike():
+  m = fourier.fft2_localisation(jnp.ones((6, 4)), prefix="x")
+  np.testing.assert_allclose(m["x_ipr"], 1.0, rtol=1e-6)
+  np.testing.assert_allclose(m["x_gini"], 23 / 24, rtol=1e-6)
+
+
+def test_vmapped_equals_looped():
+  keys = jax.random.split(jax.random.key(8), 2)
+  trees = [init_params(CFG, k) for k in keys]
+  fn = lambda q: fourier.fourier_measures(CFG, q, p=P, op="div")
+  vm = jax.jit(jax.vmap(fn))(jax.tree.map(lambda *a: jnp.stack(a), *trees))
+  one = [jax.jit(fn)(t) for t in trees]
+  assert "occam/diag_fraction" in vm and "circulant/mean" in vm
+  np.testing.assert_array_equal(vm["fourier/dlog_basis"], [1.0, 1.0])
+  assert vm["fourier/embed_power"].shape == (2, (P - 1) // 2)
+  for k in vm:
+    np.testing.assert_allclose(vm[k], np.stack([o[k] for o in one]), rtol=2e-4, atol=1e-5)
