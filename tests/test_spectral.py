@@ -14,6 +14,13 @@ from grokjax.model import init_params, weight_matrices
 CFG = dataclasses.replace(MODEL_PRESETS["tiny"], vocab_size=13)
 
 
+def random_params(cfg, seed):
+  """A parameter tree of the model's shapes filled with N(0, 0.5^2) (no init compile)."""
+  shapes = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: jnp.asarray(0.5 * rng.normal(size=s.shape), s.dtype), shapes)
+
+
 def test_matrix_spectrum_closed_form():
   s = np.array([3.0, 2.0, 1.0])
   w = np.zeros((3, 5))
@@ -41,7 +48,7 @@ def test_identity_and_rank_one_extremes(n):
 
 @pytest.fixture(scope="module")
 def params():
-  return init_params(CFG, jax.random.key(0))
+  return random_params(CFG, 0)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +75,7 @@ def test_param_norm_matches_numpy(params, full):
 
 
 def test_vmapped_equals_looped(params, full):
-  other = init_params(CFG, jax.random.key(1))
+  other = random_params(CFG, 1)
   stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), params, other)
   vm = jax.jit(jax.vmap(spectral.spectral_measures))(stacked)
   two = jax.jit(spectral.spectral_measures)(other)

@@ -8,8 +8,9 @@ or all p(p-1) examples (the default).
 Sampling: the clean prompt is drawn uniformly from the subset's prompts that have at
 least one partner (without replacement while there are enough of them, then with
 replacement), and its partner uniformly from the prompts of the subset with the same x
-and a different answer. The same key gives the same pairs, so a run's pairs can be
-held fixed across its checkpoints.
+and a different answer. Sampling is host-side numpy (it runs once per run), seeded from
+the key's data: the same key gives the same pairs, so a run's pairs can be held fixed
+across its checkpoints.
 
 >>> import jax
 >>> pairs = sample_pairs("add", 7, 4, key=jax.random.key(0))
@@ -73,10 +74,10 @@ def sample_pairs(op: str, p: int, n: int, *, key: jax.Array, is_train=None,
     raise ConfigError(
         f"op {op!r} mod {p}: no two prompts of the {source!r} examples share x and have "
         f"different answers, so no (clean, corrupted) pair exists")
-  k_clean, k_partner = jax.random.split(key)
-  clean = np.asarray(jax.random.choice(k_clean, candidates, (n,), replace=n > candidates.size))
+  rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))
+  clean = rng.choice(candidates, n, replace=n > candidates.size)
   x, a = clean // (p - 1), answer.reshape(-1)[clean]
   ok = member[x] & (answer[x] != a[:, None])  # [n, p-1] the partners of each clean prompt
-  u = np.asarray(jax.random.uniform(k_partner, ok.shape))
+  u = rng.random(ok.shape)
   partner = x * (p - 1) + np.argmax(np.where(ok, u, -1.0), axis=1)
   return Pairs(inputs[clean], inputs[partner], targets[clean], targets[partner])

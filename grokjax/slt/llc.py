@@ -8,8 +8,8 @@ LLC estimator of Lau et al. (2023) is
 For a regular model at a strict minimum λ̂ → d/2 (d parameters); a singular model
 has a smaller λ, and the LLC measures how degenerate the loss landscape is around w*.
 E_p is estimated by SGLD-family chains (`grokjax.slt.samplers`): each chain starts at
-w*, takes `num_draws` steps on minibatches (each chain reshuffles the data every
-epoch, like a data loader), and the mean of its minibatch losses
+w*, takes `num_draws` steps on minibatches (drawn uniformly with replacement, see
+`batch_indices`), and the mean of its minibatch losses
 L_m(w_t) after the first `num_burnin` steps estimates E_p[L_n]. L_n(w*) is computed
 once on the full data (not on one chain's first minibatch).
 
@@ -124,19 +124,16 @@ def chain_keys(key: Array, num_chains: int) -> Array:
   return jax.random.split(key, num_chains)
 
 
-def batch_indices(key: Array, n: int, batch_size: int | None, num_draws: int) -> Array | None:
-  """Example indices [num_draws, batch] of each draw's minibatch (None: the full data).
+def batch_indices(key: Array, n: int, batch_size: int | None, draw: Array) -> Array | None:
+  """Example indices [batch] of minibatch `draw` (None: the full data every draw).
 
-  As a data loader with shuffling and drop_last would: each epoch is a fresh
-  permutation (key folded with the epoch) cut into floor(n / batch) minibatches.
+  Uniform with replacement, fresh at each draw: an unbiased estimate of L_n and of its
+  gradient, as SGLD's analysis assumes. (A reshuffle per epoch, as a data loader does,
+  costs a sort, and XLA's CPU sort costs more than the gradient of a small model.)
   """
   if batch_size is None or batch_size >= n:
     return None
-  per_epoch = n // batch_size
-  epochs = -(-num_draws // per_epoch)
-  perms = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), n))(
-      jnp.arange(epochs))
-  return perms[:, : per_epoch * batch_size].reshape(-1, batch_size)[:num_draws]
+  return jax.random.randint(jax.random.fold_in(key, draw), (batch_size,), 0, n)
 
 
 def sample_chain(loss_fn: LossFn, params, data, *, key: Array, spec: ChainSpec, step_size,
@@ -150,11 +147,12 @@ def sample_chain(loss_fn: LossFn, params, data, *, key: Array, spec: ChainSpec, 
   tx = get_sampler(spec.sampler)(step_size, nbeta=nbeta, localization=localization,
                                  key=noise_key, **dict(spec.sampler_kwargs))
   value_and_grad = jax.value_and_grad(loss_fn)
-  batches = batch_indices(batch_key, num_examples(data), spec.batch_size, spec.num_draws)
+  n = num_examples(data)
 
   def step(carry, t):
     w, state = carry
-    batch = data if batches is None else jax.tree.map(lambda a: a[batches[t]], data)
+    idx = batch_indices(batch_key, n, spec.batch_size, t)
+    batch = data if idx is None else jax.tree.map(lambda a: a[idx], data)
     loss, grads = value_and_grad(w, batch)
     sq = sum(jnp.sum(jnp.square(a - b)) for a, b in zip(jax.tree.leaves(w),
                                                          jax.tree.leaves(params)))
@@ -269,7 +267,7 @@ def estimate_llc(loss_fn: LossFn, params, data, *, key: Array, sampler="sgld", s
   """λ̂ at w* = params for any `loss_fn(params, batch) -> mean loss` and data pytree.
 
   `data` is a pytree of arrays sharing a leading example axis; minibatches of
-  `batch_size` examples (epochs of reshuffled data, see `batch_indices`) are handed to
+  `batch_size` examples (uniform with replacement, see `batch_indices`) are handed to
   loss_fn in the same structure. `num_draws` steps per chain, the first `num_burnin` of them
   discarded. `sampler`: a name of `grokjax.slt.samplers.SAMPLERS` or a factory with
   the same signature; `sampler_kwargs` go to it. Returns the dict described in the

@@ -1,0 +1,45 @@
+"""Apply the complexity lenses to the checkpoints of a run folder -> DIR/measures.csv.
+
+  python -m experiments.measure --run_dir=runs/demo
+  python -m experiments.measure --run_dir=runs/demo --lenses=spectral,fourier --every=500
+  python -m experiments.measure --run_dir=runs/demo --lenses=bdm --steps=0,1000,2500
+
+One row per run x saved step, one column per measure; re-running skips what is
+already there. Lenses: spectral, fourier, geometry, bdm (see grokjax.measures).
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from grokjax.cli import parse_ints, run_main
+from grokjax.measures.apply import LENSES, MeasureOptions, measure_run_dir
+
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder written by experiments.train")
+_LENSES = flags.DEFINE_list("lenses", list(LENSES), "lenses to apply: " + ",".join(LENSES))
+_STEPS = flags.DEFINE_string("steps", None, "comma-separated saved steps (default: all)")
+_EVERY = flags.DEFINE_integer("every", None, "measure the saved steps that are multiples of K")
+_STEP_BATCH = flags.DEFINE_integer("step_batch", 4, "checkpoints per compiled call")
+_VMAP = flags.DEFINE_integer("vmap_size", 16, "runs x checkpoints vmapped at once")
+_WORKERS = flags.DEFINE_integer("workers", 2, "BDM processes (0: in this process)")
+_N_EXAMPLES = flags.DEFINE_integer("n_examples", 256, "examples for the geometry lens")
+_GC = flags.DEFINE_string("gc_method", "exact", "exact | hutchinson (geometric complexity)")
+_LEVELS = flags.DEFINE_integer("levels", 4, "quantisation levels for BDM")
+_QUANTISE = flags.DEFINE_string("quantise", "quantile", "quantile | uniform")
+flags.mark_flag_as_required("run_dir")
+
+
+def main(argv):
+  del argv
+  steps = parse_ints(_STEPS.value, "steps") if _STEPS.value is not None else None
+  opts = MeasureOptions(
+      lenses=tuple(_LENSES.value), steps=None if steps is None else tuple(steps),
+      every=_EVERY.value, step_batch=_STEP_BATCH.value, vmap_size=_VMAP.value,
+      workers=_WORKERS.value, n_examples=_N_EXAMPLES.value, gc_method=_GC.value,
+      levels=_LEVELS.value, quantise=_QUANTISE.value)
+  path = measure_run_dir(_RUN_DIR.value, opts)
+  print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  app.run(run_main(main))

@@ -1,0 +1,259 @@
+"""Applying the lenses to a run folder: `DIR/measures.csv`, one row per run x step.
+
+For each batch of `step_batch` saved checkpoints, the stacked parameters of every
+run are loaded, and the jittable lenses (spectral, fourier, geometry, and the
+quantisation for BDM) run as one compiled function mapped over runs x checkpoints
+(`lax.map` in chunks of `vmap_size`, a `vmap` inside each chunk). Runs are grouped by
+op, since the Fourier basis and the Occam-gate table depend on it. BDM is host-side:
+the quantised matrices go to a pool of `workers` processes (0: in this process)
+while the next lens work continues. After each batch the whole table is rewritten
+atomically, so an interrupted job loses at most one batch; a re-run skips every
+(run, step) whose columns for the asked lenses are already there, and adds the
+columns of a lens measured later. Columns: the run fields of metrics.csv (run, op,
+seed, weight_decay, lr, train_frac), step, then one column per scalar measure,
+sorted; a value a row lacks is written as nan.
+
+The geometry lens uses a fixed subset of `n_examples` examples of each op's full
+table (train and test alike), the same for every run and checkpoint, drawn with
+`example_seed`.
+
+>>> # from grokjax.measures.apply import MeasureOptions, measure_run_dir
+>>> # measure_run_dir("runs/demo", MeasureOptions(lenses=("spectral", "bdm"), every=500))
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import dataclasses
+import math
+import multiprocessing
+import os
+import pathlib
+import sys
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from grokjax import checkpoint, runio, tasks
+from grokjax.config import SweepConfig
+from grokjax.errors import CheckpointError, ConfigError
+from grokjax.measures import complexity, fourier, geometry, spectral
+
+MEASURES = "measures.csv"
+LENSES = ("spectral", "fourier", "geometry", "bdm")
+# a column every row measured by the lens has (a row without it still needs the lens)
+SENTINEL = {"spectral": "param_norm", "fourier": "fourier/embed_gini", "geometry": "geometry/gc",
+            "bdm": "bdm/2d/total"}
+KEY_COLUMNS = (*runio.RUN_COLUMNS, "step")
+
+
+@dataclasses.dataclass
+class MeasureOptions:
+  lenses: tuple[str, ...] = LENSES
+  steps: tuple[int, ...] | None = None  # saved steps to measure (None: all, or --every)
+  every: int | None = None  # measure the saved steps that are multiples of this
+  step_batch: int = 4  # checkpoints per compiled call
+  vmap_size: int = 16  # runs x checkpoints vmapped at once inside the lax.map
+  workers: int = 2  # BDM processes; 0 scores BDM in this process
+  n_examples: int = 256  # examples for the geometry lens
+  example_seed: int = 0
+  gc_method: str = "exact"  # 'exact' | 'hutchinson'
+  n_probes: int = 8
+  levels: int = 4
+  quantise: str = "quantile"
+  y0: str = "model"  # Occam-gate table at y = 0, see fourier.answer_logit_table
+
+  def validate(self) -> None:
+    bad = [l for l in self.lenses if l not in LENSES]
+    if bad or not self.lenses:
+      raise ConfigError(f"unknown lens {', '.join(bad) or '(none given)'}; valid: {', '.join(LENSES)}")
+    if self.every is not None and self.every < 1:
+      raise ConfigError(f"--every must be >= 1, got {self.every}")
+    if self.steps is not None and self.every is not None:
+      raise ConfigError("give --steps or --every, not both")
+    for name in ("step_batch", "vmap_size", "n_examples"):
+      if getattr(self, name) < 1:
+        raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+    if self.gc_method not in geometry.METHODS:
+      raise ConfigError(f"unknown gc_method {self.gc_method!r}; valid: {', '.join(geometry.METHODS)}")
+    if self.quantise not in complexity.METHODS:
+      raise ConfigError(f"unknown quantisation {self.quantise!r}; valid: {', '.join(complexity.METHODS)}")
+
+
+def select_steps(saved: list[int], opts: MeasureOptions, run_dir) -> list[int]:
+  if not saved:
+    raise CheckpointError(f"no checkpoints in {run_dir}: checkpoints/params holds no step")
+  if opts.steps is not None:
+    missing = sorted(set(opts.steps) - set(saved))
+    if missing:
+      raise CheckpointError(f"step(s) {missing} were not saved in {run_dir}; saved: {saved}")
+    return sorted(set(opts.steps))
+  if opts.every is not None:
+    chosen = [s for s in saved if s % opts.every == 0]
+    if not chosen:
+      raise CheckpointError(f"no saved step of {run_dir} is a multiple of {opts.every}; saved: {saved}")
+    return chosen
+  return saved
+
+
+# ---------------------------------------------------------------- the table
+
+def read_rows(path: pathlib.Path) -> dict[tuple[int, int], dict]:
+  """Existing measures.csv rows keyed by (run, step); values as floats (strings for op)."""
+  if not path.is_file():
+    return {}
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  out = {}
+  for r in rows:
+    vals = {k: v if k == "op" else int(v) if k in ("run", "seed", "step") else float(v)
+            for k, v in r.items()}
+    out[(vals["run"], vals["step"])] = vals
+  return out
+
+
+def write_rows(path: pathlib.Path, rows: dict[tuple[int, int], dict]) -> None:
+  """The whole table, sorted by (run, step), written to a temporary file then renamed."""
+  keys = sorted({k for r in rows.values() for k in r} - set(KEY_COLUMNS))
+  tmp = path.with_suffix(".csv.tmp")
+  ordered = [rows[k] for k in sorted(rows)]
+  runio.write_csv(tmp, [{**{c: r[c] for c in KEY_COLUMNS},
+                         **{k: r.get(k, math.nan) for k in keys}} for r in ordered])
+  os.replace(tmp, path)
+
+
+def has_lens(row: dict | None, lens: str) -> bool:
+  v = None if row is None else row.get(SENTINEL[lens])
+  return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+# ---------------------------------------------------------------- compiled lenses
+
+def example_subset(cfg: SweepConfig, op: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  inputs, targets = tasks.make_task(op, cfg.p)
+  idx = np.sort(np.random.default_rng(seed).permutation(len(targets))[:n])
+  return inputs[idx], targets[idx]
+
+
+def lens_fn(cfg: SweepConfig, op: str, lenses: frozenset, opts: MeasureOptions):
+  """jit of: stacked params [n, ...] -> (scalar measures [n], quantised matrices [n, ...])."""
+  mc = cfg.model_config
+  tokens, targets = map(jnp.asarray, example_subset(cfg, op, opts.n_examples, opts.example_seed))
+  key = jax.random.key(opts.example_seed)
+
+  def one(params):
+    out = {}
+    if "spectral" in lenses:
+      out.update(spectral.spectral_measures(params))
+    if "fourier" in lenses:
+      out.update(fourier.fourier_measures(mc, params, p=cfg.p, op=op, y0=opts.y0))
+    if "geometry" in lenses:
+      out.update(geometry.geometry_measures(mc, params, tokens, targets, method=opts.gc_method,
+                                            n_probes=opts.n_probes, key=key))
+    scalars = {k: v.astype(jnp.float32) for k, v in out.items() if v.ndim == 0}
+    codes = (complexity.quantise_tree(params, levels=opts.levels, method=opts.quantise)
+             if "bdm" in lenses else {})
+    return scalars, codes
+
+  return jax.jit(lambda stacked: jax.lax.map(one, stacked, batch_size=opts.vmap_size))
+
+
+def _bdm_job(codes: dict, levels: int) -> dict:
+  return complexity.bdm_measures(codes, levels=levels)
+
+
+def _warm(levels: int) -> None:
+  complexity.ctm_table(complexity.TABLE_2D)
+  complexity.ctm_table(complexity.table_1d(levels))
+
+
+class _InProcess:
+  """The executor interface for workers=0."""
+
+  def submit(self, fn, *args):
+    f = concurrent.futures.Future()
+    f.set_result(fn(*args))
+    return f
+
+  def shutdown(self):
+    pass
+
+
+def _pool(opts: MeasureOptions):
+  if opts.workers == 0 or "bdm" not in opts.lenses:
+    return _InProcess()
+  return concurrent.futures.ProcessPoolExecutor(
+      opts.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_warm,
+      initargs=(opts.levels,))
+
+
+# ---------------------------------------------------------------- the driver
+
+def _plan(cfg, steps, rows, lenses) -> list[tuple[int, frozenset]]:
+  """(step, lenses still missing for some run at that step), for steps with work left."""
+  plan = []
+  for s in steps:
+    need = frozenset(l for l in lenses if not all(has_lens(rows.get((i, s)), l)
+                                                  for i in range(len(cfg.runs))))
+    if need:
+      plan.append((s, need))
+  return plan
+
+
+def _measure_batch(run_dir, cfg, batch, rows, opts, fns, pool) -> None:
+  """Measures the steps of one batch (same missing lenses) for every run into `rows`."""
+  steps, need = [s for s, _ in batch], batch[0][1]
+  stacked = [checkpoint.load_stacked_params(run_dir, s) for s in steps]
+  stacked += stacked[-1:] * (opts.step_batch - len(stacked))  # fixed shapes: one compile
+  groups: dict[str, list[int]] = {}
+  for i, spec in enumerate(cfg.runs):
+    groups.setdefault(spec.op, []).append(i)
+  futures = []
+  for op, idx in groups.items():
+    params = jax.tree.map(lambda *a: np.concatenate([x[idx] for x in a]), *stacked)
+    fn = fns.setdefault((op, need), lens_fn(cfg, op, need, opts))
+    scalars, codes = jax.device_get(fn(params))
+    for j, (s, i) in enumerate((s, i) for s in steps for i in idx):
+      row = rows.setdefault((i, s), {**runio.run_fields(i, cfg.runs[i]), "step": s})
+      row.update({k: float(v[j]) for k, v in scalars.items()})
+      if "bdm" in need:
+        futures.append((row, pool.submit(_bdm_job, {k: v[j] for k, v in codes.items()},
+                                         opts.levels)))
+  for row, fut in futures:
+    row.update(fut.result())
+
+
+def measure_run_dir(run_dir, opts: MeasureOptions | None = None, *,
+                    write: Callable[[str], None] | None = None) -> pathlib.Path:
+  """Measures the chosen saved steps of every run of a sweep into run_dir/measures.csv."""
+  opts = opts or MeasureOptions()
+  opts.validate()
+  write = write or (lambda s: print(s, file=sys.stderr, flush=True))
+  run_dir = pathlib.Path(run_dir)
+  cfg = runio.load_config(run_dir)
+  steps = select_steps(checkpoint.list_steps(run_dir), opts, run_dir)
+  path = run_dir / MEASURES
+  rows = read_rows(path)
+  plan = _plan(cfg, steps, rows, opts.lenses)
+  write(f"measure: {len(steps)} step(s) x {len(cfg.runs)} run(s), lenses {','.join(opts.lenses)}; "
+        f"{len(steps) - len(plan)} step(s) already measured")
+  fns: dict = {}
+  pool = _pool(opts) if plan else _InProcess()
+  t0, done = time.time(), 0
+  try:
+    while plan:
+      batch = [b for b in plan if b[1] == plan[0][1]][: opts.step_batch]
+      plan = [b for b in plan if b not in batch]
+      _measure_batch(run_dir, cfg, batch, rows, opts, fns, pool)
+      write_rows(path, rows)
+      done += len(batch)
+      rate = (time.time() - t0) / done
+      write(f"measure: {done}/{done + len(plan)} checkpoints | {rate:.1f} s/checkpoint | "
+            f"ETA {rate * len(plan):.0f} s | last step {batch[-1][0]}")
+  finally:
+    pool.shutdown()
+  return path

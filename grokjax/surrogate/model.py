@@ -1,0 +1,247 @@
+"""The Singular Feature Machine (SFM) with an Occam Gate: our reconstruction.
+
+The paper's Section 5 describes a surrogate with a free-energy-like objective and a
+sparsity-inducing "Occam Gate"; its equations are not in our copy. Everything below
+is ours: it keeps the paper's description (two feature families that both fit the
+data, singular weights, a gate whose penalty is the complexity term of
+F = n·L_n + λ·log n, a learning coefficient that falls from the lookup value to the
+group value) and states each choice made where the text was unavailable.
+
+Model. For an example e = (x, y) and a class z ∈ Z_p the logit is
+
+    f(e)[z] = Σ_{i ∈ train} w_i φ_i(e, z) + Σ_{k < p−1} w_k ψ_k(e, z),
+    w_j = g_j · u_j · v_j,   g_j = clip(γ_j, 0, 1)
+
+* ψ_k: the group features, real characters of x ∘ y − z over Z_p (add/sub) or over
+  Z_{p−1} in the discrete-log basis (mul/div), see `characters`.
+* φ_i: one memorising feature per training pair e_i with answer z_i,
+  φ_i(e, z) = [z = z_i]·((1 − ε)[e = e_i] + ε⟨r_e, r_{e_i}⟩), with fixed random unit
+  vectors r_e ∈ R^d. On its own pair it is the lookup entry (value 1); elsewhere it
+  leaks ε⟨r_e, r_{e_i}⟩ ~ ε/√d, the crosstalk of a table stored in a d-dimensional
+  representation. Choice: without crosstalk a lookup entry is exactly 0 on unseen
+  pairs, test predictions come from the group features alone, and any group weight
+  of the right sign — however small — already classifies every test pair (test
+  accuracy would jump at step ~10, long before the group solution exists). With it, a
+  memorising model is at chance on test pairs, as a transformer is.
+* u, v: the two factors make every weight a product (singular: the fibre
+  {u·v = w} is a curve, and w = 0 is a normal crossing); g is the gate.
+
+Occam Gate (choice: an L1-penalised box gate). The gate parameter γ_j is kept ≤ 1 by
+projection after each step; the gate is open while γ_j > 0 and closed for good once
+γ_j ≤ 0 (there the gate, its gradient and its penalty are all zero, so a closed
+feature is pruned, not merely small). The penalty is
+
+    Ω(γ) = λ · Σ_j g_j,   λ = η · log n / (2n)   (η: penalty strength, 1 = Watanabe)
+
+so n·(L_n + Ω) = n·L_n + η·(log n / 2)·Σ_j g_j: on the box [0, 1] the L1 norm is the
+convex envelope of the count of open gates, so this is the tightest convex relaxation
+of the free energy's complexity term λ_A·log n with λ_A = |A|/2 (below). Ω = 0
+exactly when every gate is closed. Why not a hard-concrete (L0) gate: its penalty,
+the probability that a gate is open, is positive for every finite parameter (so
+"penalty zero iff closed" fails), it adds sampling noise to the dynamics, and its
+gates are never exactly closed, which blurs the active set.
+
+Complexity proxy (derivation). Let A = {j : γ_j > 0} be the open gates. Near a point
+θ* where the active features are linearly independent functions of (e, z) modulo
+per-example constants (which a softmax cannot see) and θ* is a critical point of L_n in
+the factors,
+
+    K(θ) = L_n(θ) − L_n(θ*) = (w_A − w_A*)ᵀ H (w_A − w_A*) + o(‖w_A − w_A*‖²),  H ≻ 0,
+
+because the cross-entropy is strictly convex in the logits modulo those constants.
+Closed features do not enter K at all (their γ lies in the flat region γ < 0), so they
+contribute 0. Each active weight w_j = g_j u_j v_j is a product of three parameters:
+where w_j ≠ 0 the map is a submersion and K is quadratic in one coordinate normal to
+its fibre; where w_j = 0 it is the normal crossing (u v)², whose real log canonical
+threshold is also 1/2. Real log canonical thresholds of functions of disjoint
+variables add, so the learning coefficient of the active set is
+
+    λ_A = |A| / 2 = (#open memorising gates + #open group gates) / 2,
+
+whatever the sizes of the weights. All gates open gives (n + p − 1)/2 (n = number of
+training pairs); a lookup over all p(p−1) pairs would be ≈ p²/2 (the paper's lookup
+value); the full group family is (p − 1)/2 ≈ p/2. `complexity/llc` is λ_A,
+`complexity/gate_mass` its relaxation Σ g / 2, and `free_energy` = n·L_n + λ_A·log n.
+The tests check λ_A against the rank of the Jacobian of the centred logits.
+
+>>> import jax
+>>> data = build_data("add", 7, seed=0, penalty=1.0)
+>>> params = init_params(data, key=jax.random.key(0))
+>>> float(complexity(params)["complexity/llc"])   # (21 training pairs + 6 characters) / 2
+13.5
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from grokjax import tasks
+from grokjax.errors import ConfigError
+from grokjax.surrogate import characters
+
+Array = jax.Array
+
+
+class SFMData(NamedTuple):
+  """One run's task, split, features and penalty, as arrays (stackable over runs)."""
+
+  slots: Array  # [N, p] int32 slot of (example, class), see characters.slot_table
+  basis: Array  # [K, p + 1] float32 value of group feature k at each slot
+  targets: Array  # [N] int32
+  is_train: Array  # [N] bool
+  train_rows: Array  # [n] int32, the training examples in increasing order
+  embed: Array  # [N, d] float32 unit vectors r_e of the crosstalk
+  crosstalk: Array  # [] float32 ε
+  penalty: Array  # [] float32 λ = η log n / (2n), the price of one open gate
+  group_sign: Array  # [] int32 +1 for add/mul, −1 for sub/div
+  log_basis: Array  # [] bool True for mul/div (characters in the discrete-log basis)
+
+
+def penalty_price(eta: float, n: int) -> float:
+  """λ = η · log n / (2n): the per-example price of one open gate."""
+  return eta * math.log(n) / (2 * n)
+
+
+def split_for_seed(seed: int, p: int, train_frac: float) -> np.ndarray:
+  """[N] bool training mask; the same for every op of a seed (uses tasks.split)."""
+  return np.asarray(tasks.split(jax.random.key(seed), p, train_frac).is_train)
+
+
+def build_data(op: str, p: int, *, seed: int, penalty: float, train_frac: float = 0.5,
+               crosstalk: float = 0.25, crosstalk_dim: int = 16) -> SFMData:
+  """The arrays of one run. `penalty` is η; the seed fixes the split and the r_e."""
+  characters.check_group_op(op, p)
+  if not 0.0 <= crosstalk < 1.0:
+    raise ConfigError(f"crosstalk must lie in [0, 1), got {crosstalk}")
+  if penalty < 0 or not math.isfinite(penalty):
+    raise ConfigError(f"penalty must be finite and >= 0, got {penalty}")
+  if crosstalk_dim < 1:
+    raise ConfigError(f"crosstalk_dim must be >= 1, got {crosstalk_dim}")
+  _, targets = tasks.make_task(op, p)
+  is_train = split_for_seed(seed, p, train_frac)
+  train_rows = np.flatnonzero(is_train).astype(np.int32)
+  if len(train_rows) < 2 or is_train.all():
+    raise ConfigError(f"train_frac={train_frac} leaves no training or no test pairs at p={p}")
+  key = jax.random.fold_in(jax.random.key(seed), 2)
+  r = np.array(jax.random.normal(key, (len(targets), crosstalk_dim)), np.float32)
+  r /= np.linalg.norm(r, axis=1, keepdims=True)
+  return SFMData(
+      slots=jnp.asarray(characters.slot_table(op, p)),
+      basis=jnp.asarray(characters.character_basis(op, p)),
+      targets=jnp.asarray(targets), is_train=jnp.asarray(is_train),
+      train_rows=jnp.asarray(train_rows), embed=jnp.asarray(r),
+      crosstalk=jnp.float32(crosstalk),
+      penalty=jnp.float32(penalty_price(penalty, len(train_rows))),
+      group_sign=jnp.int32(characters.GROUPS[op][1]),
+      log_basis=jnp.bool_(characters.GROUPS[op][0] == "dlog"))
+
+
+def init_params(data: SFMData, *, key: Array, mem_init: float = 0.1,
+                group_init: float = 1e-3) -> dict:
+  """Small random factors (N(0, init²)), every gate open (γ = 1)."""
+  n, k = data.train_rows.shape[0], data.basis.shape[0]
+  keys = jax.random.split(key, 4)
+  family = lambda size, scale, ka, kb: {
+      "u": scale * jax.random.normal(ka, (size,)), "v": scale * jax.random.normal(kb, (size,)),
+      "gate": jnp.ones((size,))}
+  return {"mem": family(n, mem_init, keys[0], keys[1]),
+          "group": family(k, group_init, keys[2], keys[3])}
+
+
+def gate_values(gamma: Array) -> Array:
+  """g = clip(γ, 0, 1): open for γ > 0, closed (and flat) for γ ≤ 0."""
+  return jnp.clip(gamma, 0.0, 1.0)
+
+
+def feature_weights(params) -> tuple[Array, Array]:
+  """(w_mem [n], w_group [K]) with w = g·u·v."""
+  w = lambda f: gate_values(f["gate"]) * f["u"] * f["v"]
+  return w(params["mem"]), w(params["group"])
+
+
+def logits(params, data: SFMData, rows: Array) -> Array:
+  """[len(rows), p] logits of the given example rows."""
+  w_mem, w_group = feature_weights(params)
+  p = data.slots.shape[1]
+  h = w_group @ data.basis  # [p + 1], the group solution as a function of the slot
+  group = h[data.slots[rows]]
+  onehot_tr = jax.nn.one_hot(data.targets[data.train_rows], p)
+  store = data.embed[data.train_rows].T @ (w_mem[:, None] * onehot_tr)  # [d, p]
+  mem_by_row = jnp.zeros(data.targets.shape[0]).at[data.train_rows].set(w_mem)
+  lookup = jax.nn.one_hot(data.targets[rows], p) * mem_by_row[rows][:, None]
+  eps = data.crosstalk
+  return group + (1.0 - eps) * lookup + eps * (data.embed[rows] @ store)
+
+
+def strict_correct(lg: Array, targets: Array) -> Array:
+  """Correct only if the target's logit is strictly the largest (a tie is not a class)."""
+  tgt = jnp.take_along_axis(lg, targets[:, None], axis=1)[:, 0]
+  others = jnp.where(jax.nn.one_hot(targets, lg.shape[1], dtype=bool), -jnp.inf, lg)
+  return tgt > jnp.max(others, axis=1)
+
+
+def fit_loss(params, data: SFMData) -> Array:
+  """L_n: mean cross-entropy over the training pairs."""
+  lg = logits(params, data, data.train_rows)
+  return optax.softmax_cross_entropy_with_integer_labels(lg, data.targets[data.train_rows]).mean()
+
+
+def gate_penalty(params, price: Array) -> Array:
+  """Ω = λ Σ_j g_j over both families; zero exactly when every gate is closed."""
+  return price * (jnp.sum(gate_values(params["mem"]["gate"]))
+                  + jnp.sum(gate_values(params["group"]["gate"])))
+
+
+def objective(params, data: SFMData) -> Array:
+  """L_n + Ω: the free-energy-like objective divided by n."""
+  return fit_loss(params, data) + gate_penalty(params, data.penalty)
+
+
+def complexity(params) -> dict[str, Array]:
+  """Open gates per family, λ_A = |A|/2 and its L1 relaxation Σ g / 2."""
+  mem_open = jnp.sum(params["mem"]["gate"] > 0)
+  group_open = jnp.sum(params["group"]["gate"] > 0)
+  mass = (jnp.sum(gate_values(params["mem"]["gate"]))
+          + jnp.sum(gate_values(params["group"]["gate"])))
+  return {"gates/mem_open": mem_open, "gates/group_open": group_open,
+          "complexity/llc": 0.5 * (mem_open + group_open).astype(jnp.float32),
+          "complexity/gate_mass": 0.5 * mass}
+
+
+def planted_params(data: SFMData, *, w_mem: Array, w_group: Array, gate: float = 1.0) -> dict:
+  """Params realising given feature weights: γ = `gate`, u = sign(w)·√(|w|/g), v = √(|w|/g).
+
+  A weight that is exactly 0 gets a closed gate (γ = −1) instead. `data` fixes the shapes.
+  """
+  if not 0.0 < gate <= 1.0:
+    raise ConfigError(f"an open gate lies in (0, 1], got {gate}")
+
+  def family(w, size):
+    w = jnp.broadcast_to(jnp.asarray(w, jnp.float32), (size,))
+    root = jnp.sqrt(jnp.abs(w) / gate)
+    return {"u": jnp.sign(w) * root, "v": root, "gate": jnp.where(w != 0, gate, -1.0)}
+
+  return {"mem": family(w_mem, data.train_rows.shape[0]),
+          "group": family(w_group, data.basis.shape[0])}
+
+
+def fourier_solution(data: SFMData, scale: float = 1.0) -> dict:
+  """A pure group solution: every cosine (and the zero feature) at `scale`, all else closed.
+
+  Σ_k cos(2πks/m) peaks only at s = 0, so it classifies every pair of the op.
+  """
+  cosine = data.basis[:, 0] > 0.5  # cos(0) = 1; sines and the zero feature are 0 there
+  zero_feature = jnp.sum(data.basis != 0, axis=1) == 1
+  w_group = jnp.where(cosine | zero_feature, scale, 0.0)
+  return planted_params(data, w_mem=0.0, w_group=w_group)
+
+
+def lookup_solution(data: SFMData, scale: float = 10.0) -> dict:
+  """A pure lookup table: every memorising feature at `scale`, every group gate closed."""
+  return planted_params(data, w_mem=scale, w_group=0.0)
