@@ -17,7 +17,7 @@ from grokjax.model import Intervention, Transformer, init_params
 P = 11
 CFG = dataclasses.replace(MODEL_PRESETS["tiny"], vocab_size=P + 2)
 HEADS = worlds.check_heads(CFG, None)
-MAX_BATCH = 8  # small, so that both pairs (12 -> 2 chunks) and worlds are chunked
+MAX_BATCH = 8  # per_pair_fn: small, so that pairs (12 -> 2 chunks) and worlds are chunked
 
 
 
@@ -55,7 +55,7 @@ def per_pair_fn(positions):
 
 
 def effects(params, pairs, positions="answer", heads=None):
-  fn = patching.patching_fn(CFG, heads=heads, positions=positions, max_batch=MAX_BATCH)
+  fn = patching.patching_fn(CFG, heads=heads, positions=positions)  # one chunk: fast compile
   return jax.tree.map(np.asarray, fn(params, Pairs(*map(jnp.asarray, pairs))))
 
 
@@ -114,6 +114,7 @@ def test_batched_equals_one_head_at_a_time(params, pairs, positions):
 
 
 def test_summary_is_mean_se_and_ratio_of_means(params, pairs):
+  # per_pair_fn runs in chunks, `effects` in one pass: chunking changes nothing either
   v = jax.tree.map(np.asarray, per_pair_fn("answer")(params, pairs))
   e = effects(params, pairs)
   eff = v.logit_diff[:, 1:] - v.logit_diff[:, :1]
@@ -142,7 +143,7 @@ def test_vmapped_over_runs_equals_each_run(params, pairs):
   params2 = random_params(CFG, 7)
   pairs2 = sample_pairs("sub", P, 12, key=jax.random.key(8))
   stack = lambda *t: jax.tree.map(lambda *a: jnp.stack([jnp.asarray(x) for x in a]), *t)
-  fn = patching.patching_fn(CFG, max_batch=MAX_BATCH, over_runs=True)
+  fn = patching.patching_fn(CFG, over_runs=True)
   both = fn(stack(params, params2), stack(Pairs(*pairs), Pairs(*pairs2)))
   for k, (p, pr) in enumerate([(params, pairs), (params2, pairs2)]):
     one = effects(p, pr)

@@ -83,11 +83,12 @@ def resolve_nbeta(nbeta, *, num_examples: int, batch_size: int | None) -> float:
   """The nβ that a `nbeta` argument means: None/'n' -> n/log n, 'batch' -> b/log b."""
   if nbeta is None or (isinstance(nbeta, str) and nbeta == "n"):
     return default_nbeta(num_examples)
-  if isinstance(nbeta, str):
-    if nbeta == "batch":
-      return default_nbeta(batch_size or num_examples)
-    raise ConfigError(f"nbeta must be a positive number, 'n' or 'batch', got {nbeta!r}")
-  value = float(nbeta)
+  if isinstance(nbeta, str) and nbeta == "batch":
+    return default_nbeta(batch_size or num_examples)
+  try:
+    value = float(nbeta)
+  except (TypeError, ValueError):
+    raise ConfigError(f"nbeta must be a positive number, 'n' or 'batch', got {nbeta!r}") from None
   if not (value > 0 and math.isfinite(value)):
     raise ConfigError(f"nbeta must be positive and finite, got {nbeta}")
   return value

@@ -15,14 +15,16 @@ Model. For an example e = (x, y) and a class z ∈ Z_p the logit is
 * ψ_k: the group features, real characters of x ∘ y − z over Z_p (add/sub) or over
   Z_{p−1} in the discrete-log basis (mul/div), see `characters`.
 * φ_i: one memorising feature per training pair e_i with answer z_i,
-  φ_i(e, z) = [z = z_i]·((1 − ε)[e = e_i] + ε⟨r_e, r_{e_i}⟩), with fixed random unit
-  vectors r_e ∈ R^d. On its own pair it is the lookup entry (value 1); elsewhere it
-  leaks ε⟨r_e, r_{e_i}⟩ ~ ε/√d, the crosstalk of a table stored in a d-dimensional
-  representation. Choice: without crosstalk a lookup entry is exactly 0 on unseen
-  pairs, test predictions come from the group features alone, and any group weight
-  of the right sign — however small — already classifies every test pair (test
-  accuracy would jump at step ~10, long before the group solution exists). With it, a
-  memorising model is at chance on test pairs, as a transformer is.
+  φ_i(e, z) = [z = z_i]·((1 − ε)[e = e_i] + ε[b(e) = b(e_i)]), where every pair is
+  hashed to one of B buckets b(·) (B = n / load, fixed per seed). On its own pair it
+  is the lookup entry (value 1); on the ≈ load other pairs of its bucket it leaks ε,
+  the crosstalk of a table stored in finite capacity. Choice: without crosstalk a
+  lookup entry is exactly 0 on unseen pairs, test predictions come from the group
+  features alone, and any group weight of the right sign — however small — already
+  classifies every test pair (test accuracy jumps within ~10 steps, long before the
+  group solution exists; measured, see the notes). With it a memorising model votes
+  for the answers of colliding pairs and is near chance on test pairs, as a
+  transformer is. (Hashing, not random dense vectors: O(n) instead of O(n·d·p) a step.)
 * u, v: the two factors make every weight a product (singular: the fibre
   {u·v = w} is a curve, and w = 0 is a normal crossing); g is the gate.
 
@@ -91,12 +93,14 @@ Array = jax.Array
 class SFMData(NamedTuple):
   """One run's task, split, features and penalty, as arrays (stackable over runs)."""
 
-  slots: Array  # [N, p] int32 slot of (example, class), see characters.slot_table
   basis: Array  # [K, p + 1] float32 value of group feature k at each slot
+  key_slots: Array  # [p, p] int32 slot of (row key, class), see characters.key_slots
+  row_key: Array  # [N] int32
   targets: Array  # [N] int32
   is_train: Array  # [N] bool
   train_rows: Array  # [n] int32, the training examples in increasing order
-  embed: Array  # [N, d] float32 unit vectors r_e of the crosstalk
+  bucket: Array  # [N] int32 crosstalk bucket of each pair, in [0, B)
+  bucket_size: Array  # [B] float32 pairs per bucket (its length fixes B)
   crosstalk: Array  # [] float32 ε
   penalty: Array  # [] float32 λ = η log n / (2n), the price of one open gate
   group_sign: Array  # [] int32 +1 for add/mul, −1 for sub/div
@@ -114,28 +118,34 @@ def split_for_seed(seed: int, p: int, train_frac: float) -> np.ndarray:
 
 
 def build_data(op: str, p: int, *, seed: int, penalty: float, train_frac: float = 0.5,
-               crosstalk: float = 0.25, crosstalk_dim: int = 16) -> SFMData:
-  """The arrays of one run. `penalty` is η; the seed fixes the split and the r_e."""
+               crosstalk: float = 0.25, crosstalk_load: float = 2.0) -> SFMData:
+  """The arrays of one run. `penalty` is η; the seed fixes the split and the buckets.
+
+  The N pairs are hashed into B = ceil(n / crosstalk_load) buckets, so a bucket holds
+  `crosstalk_load` training pairs on average.
+  """
   characters.check_group_op(op, p)
   if not 0.0 <= crosstalk < 1.0:
     raise ConfigError(f"crosstalk must lie in [0, 1), got {crosstalk}")
   if penalty < 0 or not math.isfinite(penalty):
     raise ConfigError(f"penalty must be finite and >= 0, got {penalty}")
-  if crosstalk_dim < 1:
-    raise ConfigError(f"crosstalk_dim must be >= 1, got {crosstalk_dim}")
+  if not crosstalk_load > 0:
+    raise ConfigError(f"crosstalk_load must be positive, got {crosstalk_load}")
   _, targets = tasks.make_task(op, p)
   is_train = split_for_seed(seed, p, train_frac)
   train_rows = np.flatnonzero(is_train).astype(np.int32)
   if len(train_rows) < 2 or is_train.all():
     raise ConfigError(f"train_frac={train_frac} leaves no training or no test pairs at p={p}")
+  n_buckets = max(1, math.ceil(len(train_rows) / crosstalk_load))
   key = jax.random.fold_in(jax.random.key(seed), 2)
-  r = np.array(jax.random.normal(key, (len(targets), crosstalk_dim)), np.float32)
-  r /= np.linalg.norm(r, axis=1, keepdims=True)
+  bucket = np.asarray(jax.random.randint(key, (len(targets),), 0, n_buckets), np.int32)
   return SFMData(
-      slots=jnp.asarray(characters.slot_table(op, p)),
       basis=jnp.asarray(characters.character_basis(op, p)),
+      key_slots=jnp.asarray(characters.key_slots(op, p)),
+      row_key=jnp.asarray(characters.row_keys(op, p)),
       targets=jnp.asarray(targets), is_train=jnp.asarray(is_train),
-      train_rows=jnp.asarray(train_rows), embed=jnp.asarray(r),
+      train_rows=jnp.asarray(train_rows), bucket=jnp.asarray(bucket),
+      bucket_size=jnp.asarray(np.bincount(bucket, minlength=n_buckets).astype(np.float32)),
       crosstalk=jnp.float32(crosstalk),
       penalty=jnp.float32(penalty_price(penalty, len(train_rows))),
       group_sign=jnp.int32(characters.GROUPS[op][1]),
@@ -168,15 +178,15 @@ def feature_weights(params) -> tuple[Array, Array]:
 def logits(params, data: SFMData, rows: Array) -> Array:
   """[len(rows), p] logits of the given example rows."""
   w_mem, w_group = feature_weights(params)
-  p = data.slots.shape[1]
-  h = w_group @ data.basis  # [p + 1], the group solution as a function of the slot
-  group = h[data.slots[rows]]
-  onehot_tr = jax.nn.one_hot(data.targets[data.train_rows], p)
-  store = data.embed[data.train_rows].T @ (w_mem[:, None] * onehot_tr)  # [d, p]
-  mem_by_row = jnp.zeros(data.targets.shape[0]).at[data.train_rows].set(w_mem)
+  p = data.key_slots.shape[0]
+  table = (w_group @ data.basis)[data.key_slots]  # [p, p] group logits by (row key, class)
+  group = table[data.row_key[rows]]
+  tr = data.train_rows
+  store = jnp.zeros((data.bucket_size.shape[0], p)).at[data.bucket[tr], data.targets[tr]].add(w_mem)
+  mem_by_row = jnp.zeros(data.targets.shape[0]).at[tr].set(w_mem)
   lookup = jax.nn.one_hot(data.targets[rows], p) * mem_by_row[rows][:, None]
   eps = data.crosstalk
-  return group + (1.0 - eps) * lookup + eps * (data.embed[rows] @ store)
+  return group + (1.0 - eps) * lookup + eps * store[data.bucket[rows]]
 
 
 def strict_correct(lg: Array, targets: Array) -> Array:

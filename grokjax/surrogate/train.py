@@ -55,7 +55,7 @@ class SurrogateConfig:
   group_init: float = 1e-3
   mem_rate: float = 1.0  # multiplies the per-example (Jacobi) rate n of the lookup factors
   crosstalk: float = 0.25  # ε
-  crosstalk_dim: int = 16  # d
+  crosstalk_load: float = 2.0  # training pairs per crosstalk bucket
   eval_points: int = 60  # log-spaced evaluation steps (plus step 0)
 
   @property
@@ -78,7 +78,9 @@ class SurrogateConfig:
         raise ConfigError(f"penalties must be finite and >= 0, got {eta}")
     if not 0.0 < self.train_frac < 1.0:
       raise ConfigError(f"train_frac must lie in (0, 1), got {self.train_frac}")
-    for name in ("lr", "mem_init", "group_init", "mem_rate"):
+    if not 0.0 <= self.crosstalk < 1.0:
+      raise ConfigError(f"crosstalk must lie in [0, 1), got {self.crosstalk}")
+    for name in ("lr", "mem_init", "group_init", "mem_rate", "crosstalk_load"):
       if not getattr(self, name) > 0:
         raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
     if self.steps < 1 or self.eval_points < 1:
@@ -169,7 +171,7 @@ def build_runs(cfg: SurrogateConfig) -> tuple[model.SFMData, dict]:
   datas, params = [], []
   for op, eta, seed in cfg.runs:
     data = model.build_data(op, cfg.p, seed=seed, penalty=eta, train_frac=cfg.train_frac,
-                            crosstalk=cfg.crosstalk, crosstalk_dim=cfg.crosstalk_dim)
+                            crosstalk=cfg.crosstalk, crosstalk_load=cfg.crosstalk_load)
     datas.append(data)
     params.append(model.init_params(data, key=jax.random.fold_in(jax.random.key(seed), 1),
                                     mem_init=cfg.mem_init, group_init=cfg.group_init))

@@ -1,0 +1,174 @@
+"""The LLC of our transformer runs: their loss and data, and the LLC over training.
+
+For a run of a sweep, the LLC is taken on the run's own training split (n examples,
+so the default nβ = n / log n) with the training loss, the mean cross-entropy of the
+answer logits. `llc_over_training` estimates it at chosen checkpoints of chosen runs:
+per run, every chosen checkpoint goes through one compiled program (a `lax.map` over
+the stacked checkpoints, `checkpoint_batch` of them vmapped at a time), each with the
+same chain keys, so the curve over steps is not jittered by the sampler's randomness.
+
+>>> # rows = llc_over_training("runs/demo", key=jax.random.key(0), sampler="sgld",
+>>> #                          step_size=1e-4, localization=100.0, every=500)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from grokjax import checkpoint, runio
+from grokjax.config import SweepConfig
+from grokjax.errors import CheckpointError, ConfigError
+from grokjax.model import Transformer
+from grokjax.slt import llc as llc_lib
+from grokjax.train import answer_loss, run_data
+
+
+def make_loss_fn(cfg: SweepConfig):
+  """loss_fn(params, (inputs, targets)) -> mean answer cross-entropy, for `cfg`'s model.
+
+  Build it once and reuse it: jit caches compilations by this function object.
+  """
+  model = Transformer(cfg.model_config)
+
+  def loss_fn(params, batch):
+    inputs, targets = batch
+    return answer_loss(model, params, inputs, targets)[0].mean()
+
+  return loss_fn
+
+
+def train_data(cfg: SweepConfig, index: int) -> tuple[jax.Array, jax.Array]:
+  """(inputs [n, 4], targets [n]) of the training split of run `index`."""
+  run = run_data(cfg, cfg.runs[index])
+  keep = np.asarray(run.is_train)
+  return jnp.asarray(np.asarray(run.inputs)[keep]), jnp.asarray(np.asarray(run.targets)[keep])
+
+
+def choose_steps(saved: Sequence[int], *, steps: Sequence[int] | None = None,
+                 every: int | None = None) -> list[int]:
+  """`steps` (each must be saved), or the saved multiples of `every` plus the last, or all."""
+  saved = sorted(saved)
+  if steps is not None and every is not None:
+    raise ConfigError("give --steps or --every, not both")
+  if steps is not None:
+    missing = sorted(set(steps) - set(saved))
+    if missing:
+      raise CheckpointError(f"no checkpoint at steps {missing}; saved: {saved}")
+    return sorted(set(steps))
+  if every is not None:
+    if every < 1:
+      raise ConfigError(f"every must be >= 1, got {every}")
+    return sorted({s for s in saved if s % every == 0} | {saved[-1]})
+  return saved
+
+
+def _map_impl(loss_fn, params_S, data, key, step_size, nbeta, localization, *, spec, batch):
+  def one(params):
+    return llc_lib.sample_llc(loss_fn, params, data, key=key, spec=spec, step_size=step_size,
+                              nbeta=nbeta, localization=localization)
+  return jax.lax.map(one, params_S, batch_size=batch)
+
+
+_map = jax.jit(_map_impl, static_argnames=("loss_fn", "spec", "batch"))
+
+
+def llc_at_checkpoints(loss_fn, params_S, data, *, key, spec: llc_lib.ChainSpec, step_size,
+                       nbeta, localization, checkpoint_batch: int = 1) -> dict[str, np.ndarray]:
+  """sample_llc at each of S stacked checkpoints (leading axis), in one program."""
+  out = _map(loss_fn, params_S, data, key, jnp.float32(step_size), jnp.float32(nbeta),
+             jnp.float32(localization), spec=spec, batch=max(1, int(checkpoint_batch)))
+  return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _stack_steps(run_dir, steps: Sequence[int], runs: Sequence[int]):
+  """{run: params with a leading steps axis}, reading each checkpoint once."""
+  per_step = []
+  for step in steps:
+    stacked = checkpoint.load_stacked_params(run_dir, step)
+    per_step.append(jax.tree.map(lambda a: np.asarray(a)[list(runs)], stacked))
+  both = jax.tree.map(lambda *a: np.stack(a, axis=1), *per_step)  # [runs, steps, ...]
+  return {r: jax.tree.map(lambda a: a[i], both) for i, r in enumerate(runs)}
+
+
+def llc_over_training(run_dir: str | os.PathLike, *, key: jax.Array, sampler="sgld",
+                      step_size: float, localization: float, nbeta=None, num_chains: int = 4,
+                      num_draws: int = 200, num_burnin: int = 0, batch_size: int | None = 512,
+                      runs: Sequence[int] | None = None, steps: Sequence[int] | None = None,
+                      every: int | None = None, sampler_kwargs: dict | None = None,
+                      checkpoint_batch: int = 1, log=print) -> list[dict]:
+  """Tidy rows (run fields, step, settings, llc_mean, llc_std, ...) for llc.csv."""
+  cfg = runio.load_config(run_dir)
+  runs = list(range(len(cfg.runs))) if runs is None else list(runs)
+  for r in runs:
+    if not 0 <= r < len(cfg.runs):
+      raise ConfigError(f"run index {r} out of range: the sweep has {len(cfg.runs)} runs")
+  chosen = choose_steps(checkpoint.list_steps(run_dir), steps=steps, every=every)
+  loss_fn = make_loss_fn(cfg)
+  params = _stack_steps(run_dir, chosen, runs)
+  rows = []
+  for r in runs:
+    data = train_data(cfg, r)
+    n = int(data[1].shape[0])
+    bs = None if batch_size is None else min(batch_size, n)
+    spec = llc_lib.make_spec(sampler=sampler, num_chains=num_chains, num_draws=num_draws,
+                             num_burnin=num_burnin, batch_size=bs, n=n,
+                             sampler_kwargs=sampler_kwargs, eval_chunk=cfg.eval_chunk)
+    nb = llc_lib.resolve_nbeta(nbeta, num_examples=n, batch_size=bs)
+    llc_lib.check_hyper(step_size=step_size, localization=localization, nbeta=nb)
+    log(f"llc: run {r} ({cfg.runs[r].label}), {len(chosen)} checkpoints, sampler {sampler}")
+    out = llc_at_checkpoints(loss_fn, params[r], data, key=jax.random.fold_in(key, r),
+                             spec=spec, step_size=step_size, nbeta=nb,
+                             localization=localization, checkpoint_batch=checkpoint_batch)
+    for j, step in enumerate(chosen):
+      rows.append({**runio.run_fields(r, cfg.runs[r]), "step": step, "sampler": str(sampler),
+                   "step_size": step_size, "localization": localization, "nbeta": nb,
+                   "num_chains": num_chains, "num_draws": num_draws, "num_burnin": num_burnin,
+                   "batch_size": bs if bs is not None else n,
+                   "llc_mean": float(out["llc/mean"][j]), "llc_std": float(out["llc/std"][j]),
+                   "init_loss": float(out["loss/init"][j]),
+                   "distance_mean": float(out["distance/mean"][j]),
+                   "diverged": int(out["diverged/count"][j])})
+  return rows
+
+
+def plot_llc_over_training(llc: dict[str, np.ndarray], metrics: dict[str, np.ndarray] | None,
+                           path: str | os.PathLike) -> None:
+  """λ̂ against step (log axis) beside test accuracy, one line per run (step 0 at 1)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+  for k, run in enumerate(dict.fromkeys(llc["run"].tolist())):
+    sel = llc["run"] == run
+    i0 = np.flatnonzero(sel)[0]
+    label = f"{llc['op'][i0]} wd={llc['weight_decay'][i0]:g} seed={llc['seed'][i0]}"
+    order = np.argsort(llc["step"][sel])
+    steps = np.maximum(llc["step"][sel][order], 1)
+    mean, std = llc["llc_mean"][sel][order], llc["llc_std"][sel][order]
+    axes[0].plot(steps, mean, "o-", ms=3, color=f"C{k}", label=label)
+    axes[0].fill_between(steps, mean - std, mean + std, color=f"C{k}", alpha=0.2)
+    if metrics is not None:
+      msel = metrics["run"] == run
+      morder = np.argsort(metrics["step"][msel])
+      axes[1].plot(np.maximum(metrics["step"][msel][morder], 1), metrics["test_acc"][msel][morder],
+                   color=f"C{k}", label=label)
+  axes[0].set_ylabel("LLC λ̂ (mean ± std over chains)")
+  axes[1].set_ylabel("test accuracy")
+  axes[1].set_ylim(-0.02, 1.02)
+  for ax in axes:
+    ax.set_xscale("log")
+    ax.set_xlabel("step")
+  i0 = 0
+  axes[0].set_title(f"LLC, sampler {llc['sampler'][i0]}, ε={llc['step_size'][i0]:g}, "
+                    f"γ={llc['localization'][i0]:g}, nβ={llc['nbeta'][i0]:.4g}", fontsize=8)
+  axes[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
