@@ -139,16 +139,22 @@ def _logistic_grid(u, v, centres, widths):
 
 
 def sigmoid_fit(steps, values, *, n_centres: int = 200, widths: Sequence[float] | None = None,
-                min_snr: float = 3.0) -> dict:
+                min_snr: float = 3.0, min_side: int = 2) -> dict:
   """The 'sigmoid' transition: least-squares logistic step on u (module doc).
 
-  A coarse grid over (centre, width), then a fine grid around the best point.
+  A coarse grid over (centre, width), then a fine grid around the best point. The
+  centre keeps at least `min_side` samples on each side, so a step cannot be fitted
+  to one stray end point.
   """
   u, v = log_axis(steps), np.asarray(values, np.float64)
   ok = np.isfinite(v)
   u, v = u[ok], v[ok]
+  sigma = noise_level(values)
+  if u.size < 2 * min_side + 1:
+    return {"step": np.nan, "lo": np.nan, "hi": np.nan, "change": np.nan, "noise": sigma,
+            "width_decades": np.nan}
   widths = np.geomspace(0.02, 1.0, 12) if widths is None else np.asarray(widths, np.float64)
-  centres = np.linspace(u.min(), u.max(), n_centres)
+  centres = np.linspace(u[min_side], u[-min_side - 1], n_centres)
   sse, b = _logistic_grid(u, v, centres, widths)
   i, j = np.unravel_index(np.argmin(sse), sse.shape)
   dc = centres[1] - centres[0] if n_centres > 1 else 0.0
@@ -156,7 +162,6 @@ def sigmoid_fit(steps, values, *, n_centres: int = 200, widths: Sequence[float] 
   widths = np.geomspace(widths[j] / 1.5, widths[j] * 1.5, 21)
   sse, b = _logistic_grid(u, v, centres, widths)
   i, j = np.unravel_index(np.argmin(sse), sse.shape)
-  sigma = noise_level(values)
   out = {"step": np.nan, "lo": np.nan, "hi": np.nan, "change": float(b[i, j]), "noise": sigma,
          "width_decades": float(widths[j])}
   if b[i, j] == 0 or abs(b[i, j]) < min_snr * sigma:

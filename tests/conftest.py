@@ -15,7 +15,7 @@ from grokjax.config import PRESETS  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_cfg():
-  return dataclasses.replace(PRESETS["tiny"], steps=120, eval_every=40, ckpt_every=40)
+  return dataclasses.replace(PRESETS["tiny"], steps=120, eval_every=40, ckpt_every=40, log_points=3)
 
 
 @pytest.fixture(scope="session")

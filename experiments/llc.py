@@ -1,0 +1,118 @@
+"""The local learning coefficient over training, from a run folder.
+
+  python -m experiments.llc --run_dir=runs/quick --ops=sub --weight_decays=1 --every=500
+  python -m experiments.llc --run_dir=runs/quick --runs=0,1 --sampler=rmsprop_sgld \
+      --step_size=1e-5 --steps=0,250,1000,4000
+  python -m experiments.llc --run_dir=runs/quick --runs=0 --calibrate \
+      --calib_step_sizes=1e-5,1e-4,1e-3 --calib_localizations=10,100,1000
+
+Writes DIR/llc.csv (one row per run x checkpoint; replaced on each call) and DIR/llc.png
+(λ̂ against step on a log axis, beside test accuracy from metrics.csv). With
+--calibrate it instead runs the step size x localisation grid on one run at one
+checkpoint (--calib_step, default the last) and writes DIR/llc_calibration.csv and
+DIR/llc_calibration.png (the chains' traces per setting): look there before trusting
+a number.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+from absl import app, flags
+
+from grokjax import checkpoint, runio
+from grokjax.cli import parse_ints, run_main
+from grokjax.errors import ConfigError
+from grokjax.slt import apply, calibration
+
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder written by experiments.train")
+_SAMPLER = flags.DEFINE_enum("sampler", "sgld",
+                             ["sgld", "rmsprop_sgld", "scale_invariant", "riemannian"], "sampler")
+_STEP_SIZE = flags.DEFINE_float("step_size", 1e-4, "sampler step size ε")
+_LOCALIZATION = flags.DEFINE_float("localization", 100.0, "localisation strength γ")
+_NBETA = flags.DEFINE_string("nbeta", "n", "nβ: 'n' (n/log n), 'batch' (b/log b) or a number")
+_CHAINS = flags.DEFINE_integer("num_chains", 4, "chains per estimate")
+_DRAWS = flags.DEFINE_integer("num_draws", 200, "steps per chain, burn-in included")
+_BURNIN = flags.DEFINE_integer("num_burnin", 50, "steps discarded at the start of each chain")
+_BATCH = flags.DEFINE_integer("batch_size", 512, "minibatch size (capped at the train split)")
+_STEPS = flags.DEFINE_string("steps", None, "comma-separated checkpoint steps")
+_EVERY = flags.DEFINE_integer("every", None, "saved steps divisible by K (and the last)")
+_RUNS = flags.DEFINE_string("runs", None, "comma-separated run indices (default: all)")
+_OPS = flags.DEFINE_list("ops", None, "only runs with these ops")
+_WDS = flags.DEFINE_list("weight_decays", None, "only runs with these weight decays")
+_SEEDS = flags.DEFINE_list("seeds", None, "only runs with these seeds")
+_SEED = flags.DEFINE_integer("seed", 0, "sampler seed")
+_CKPT_BATCH = flags.DEFINE_integer("checkpoint_batch", 1, "checkpoints vmapped together")
+_CALIBRATE = flags.DEFINE_bool("calibrate", False, "run the calibration grid instead")
+_CAL_STEPS = flags.DEFINE_list("calib_step_sizes", ["1e-5", "3e-5", "1e-4", "3e-4"], "ε grid")
+_CAL_LOCS = flags.DEFINE_list("calib_localizations", ["10", "100", "1000"], "γ grid")
+_CAL_STEP = flags.DEFINE_integer("calib_step", None, "checkpoint to calibrate at (default last)")
+
+
+def select_runs(cfg) -> list[int]:
+  runs = parse_ints(_RUNS.value, "runs") if _RUNS.value else list(range(len(cfg.runs)))
+  keep = lambda s: ((_OPS.value is None or s.op in _OPS.value)
+                    and (_WDS.value is None or s.weight_decay in map(float, _WDS.value))
+                    and (_SEEDS.value is None or s.seed in map(int, _SEEDS.value)))
+  chosen = [r for r in runs if 0 <= r < len(cfg.runs) and keep(cfg.runs[r])]
+  if not chosen:
+    raise ConfigError("no run of the folder matches --runs/--ops/--weight_decays/--seeds")
+  return chosen
+
+
+def floats(values, name) -> list[float]:
+  try:
+    return [float(v) for v in values]
+  except ValueError as e:
+    raise ConfigError(f"--{name}: {e}") from e
+
+
+def sampler_settings() -> dict:
+  return dict(sampler=_SAMPLER.value, nbeta=_NBETA.value, num_chains=_CHAINS.value,
+              num_draws=_DRAWS.value, num_burnin=_BURNIN.value)
+
+
+def run_calibration(run_dir: pathlib.Path, cfg, run: int) -> None:
+  step = _CAL_STEP.value if _CAL_STEP.value is not None else checkpoint.list_steps(run_dir)[-1]
+  params = checkpoint.load_params(run_dir, step, index=run)
+  data = apply.train_data(cfg, run)
+  out = calibration.calibrate(
+      apply.make_loss_fn(cfg), params, data, key=jax.random.key(_SEED.value),
+      step_sizes=floats(_CAL_STEPS.value, "calib_step_sizes"),
+      localizations=floats(_CAL_LOCS.value, "calib_localizations"),
+      nbetas=[_NBETA.value], batch_size=min(_BATCH.value, int(data[1].shape[0])),
+      eval_chunk=cfg.eval_chunk, **{k: v for k, v in sampler_settings().items() if k != "nbeta"})
+  rows = [{**runio.run_fields(run, cfg.runs[run]), "step": step, "sampler": _SAMPLER.value, **row}
+          for row in calibration.calibration_rows(out)]
+  runio.write_csv(run_dir / "llc_calibration.csv", rows)
+  calibration.plot_calibration(out, run_dir / "llc_calibration.png",
+                               title=f"{cfg.runs[run].label}, step {step}, {_SAMPLER.value}: "
+                                     "nβ·(L_m(w_t) − L_n(w*)) per chain")
+  print(f"wrote {run_dir / 'llc_calibration.csv'} and llc_calibration.png")
+
+
+def main(argv):
+  del argv
+  if _RUN_DIR.value is None:
+    raise ConfigError("--run_dir is required")
+  run_dir = pathlib.Path(_RUN_DIR.value)
+  cfg = runio.load_config(run_dir)
+  runs = select_runs(cfg)
+  if _CALIBRATE.value:
+    run_calibration(run_dir, cfg, runs[0])
+    return
+  rows = apply.llc_over_training(
+      run_dir, key=jax.random.key(_SEED.value), step_size=_STEP_SIZE.value,
+      localization=_LOCALIZATION.value, batch_size=_BATCH.value, runs=runs,
+      steps=parse_ints(_STEPS.value, "steps") if _STEPS.value else None, every=_EVERY.value,
+      checkpoint_batch=_CKPT_BATCH.value, **sampler_settings())
+  runio.write_csv(run_dir / "llc.csv", rows)
+  metrics_path = run_dir / "metrics.csv"
+  metrics = runio.read_csv(metrics_path) if metrics_path.is_file() else None
+  apply.plot_llc_over_training(runio.read_csv(run_dir / "llc.csv"), metrics, run_dir / "llc.png")
+  print(f"wrote {run_dir / 'llc.csv'} ({len(rows)} rows) and {run_dir / 'llc.png'}")
+
+
+if __name__ == "__main__":
+  app.run(run_main(main))
