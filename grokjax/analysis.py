@@ -358,6 +358,7 @@ def lead_summary(rows: list[dict], *, key: int = 0, n_boot: int = 2000, min_runs
     dec = np.array([r["lead_decades"] for r in grp], np.float64)
     ok = np.isfinite(lead)
     lo, hi = bootstrap_ci(lead, key=key, n_boot=n_boot)
+    dlo, dhi = bootstrap_ci(dec, key=key, n_boot=n_boot)
     orders = [r["order"] for r in grp]
     rho = np.array([r["spearman_test_acc"] for r in grp], np.float64)
     out.append({**dict(zip((*fields, "measure", "method"), k)),
@@ -366,6 +367,7 @@ def lead_summary(rows: list[dict], *, key: int = 0, n_boot: int = 2000, min_runs
                 "lead_mean": float(lead[ok].mean()) if ok.any() else np.nan,
                 "lead_ci_lo": lo, "lead_ci_hi": hi,
                 "lead_decades_mean": float(dec[ok].mean()) if ok.any() else np.nan,
+                "lead_decades_ci_lo": dlo, "lead_decades_ci_hi": dhi,
                 "n_before": orders.count("before"), "n_with": orders.count("with"),
                 "n_after": orders.count("after"), "verdict": verdict(orders, min_runs),
                 "spearman_mean": float(np.nanmean(rho)) if np.isfinite(rho).any() else np.nan})

@@ -120,6 +120,18 @@ def test_occam_diagonal_fraction_of_exact_group_tables(op):
   assert m["occam/power"].shape == (n, n)
 
 
+def test_occam_pools_class_tables():
+  """L_c[x, y] = f_c(x + y): every class's table is on the diagonal family."""
+  f = np.random.default_rng(5).normal(size=(P, 3))
+  x, y = np.meshgrid(np.arange(P), np.arange(P), indexing="ij")
+  tables = jnp.asarray(f[(x + y) % P])  # [P, P, 3]
+  m = fourier.occam_gate(tables, op="add", prefix="c")
+  np.testing.assert_allclose(m["c/diag_fraction"], 1.0, atol=1e-5)
+  assert m["c/power"].shape == (P, P)
+  noise = jnp.asarray(np.random.default_rng(6).normal(size=(P, P, 3)))
+  assert float(fourier.occam_gate(noise, op="add")["occam/diag_fraction"]) < 0.3
+
+
 def test_occam_wrong_family_or_basis_is_low():
   f = np.random.default_rng(4).normal(size=P)
   assert float(fourier.occam_gate(_table("add", f), op="sub")["occam/diag_fraction"]) < 0.3

@@ -24,7 +24,7 @@ def metrics(run_dir, run=None):
 
 
 def test_schedule_has_log_spaced_early_points(tiny_cfg):
-  stops, ckpts = sweep.schedule(dataclasses.replace(tiny_cfg, steps=1000, eval_every=100,
+  stops, ckpts = sweep.schedule(dataclasses.replace(tiny_cfg, steps=1000, eval_every=100, log_points=8,
                                                     ckpt_every=200))
   assert stops[:3] == [0, 1, 2] and 1000 in stops and 900 in stops
   assert {0, 200, 400, 1000} <= ckpts and 300 not in ckpts and 1 in ckpts

@@ -31,18 +31,24 @@ is residue j, or g^j in the dlog basis); `fourier/circularity` is the mean over 
 planes of s_min / s_max of those coordinates (1: a circle, 0: a line).
 
 **Occam gate.** T[x, y] is the model's logit of the correct answer on input
-[x, op, y, =] for all x, y in Z_p. y = 0 is not part of the task; `y0='model'`
+[x, op, y, =] for all x, y in Z_p (`occam/*`, as the issue defines it), and L_c[x, y]
+the logit of each number class c (`occam/class/*`: each class's table is centred and
+the power is pooled over classes). y = 0 is not part of the task; `y0='model'`
 queries the model there anyway (the token exists and x op 0 is defined for add, sub
 and mul), `y0='mean'` fills the column with the mean of the others; for div the
 column has no answer and is always filled with the mean. In the dlog basis row and
 column 0 are dropped, so y = 0 never matters for mul/div. The centred table's 2-D
 DFT power |F[kx, ky]|^2 of a table that depends on x + y only lies on kx = ky, of one
-that depends on x - y only on kx = -ky; so `occam/diag_fraction` is the share of the
-power on kx = ky (add, mul in dlog basis) or kx = -ky (sub, div), 1 for an exact
-group-structured table and about 1 / N for noise. `occam/axis_fraction` is the share
-on kx = 0 or ky = 0 (a table that is a sum of a function of x and one of y). The map
-itself is `occam/power` [N, N] (unshifted). Polynomial ops predict no diagonal
-family: their occam values are NaN.
+that depends on x - y only on kx = -ky; so `diag_fraction` is the share of the power
+on kx = ky (add, mul in dlog basis) or kx = -ky (sub, div): 1 for an exact
+group-structured table, about 1 / N for noise. `axis_fraction` is the share on
+kx = 0 or ky = 0 (a sum of a function of x and one of y). The map itself is `power`
+[N, N] (unshifted). Polynomial ops predict no diagonal family: their values are NaN.
+Caution (measured): at initialisation T is close to a function of the answer token
+alone (each output token has its own logit offset), hence of x + y, so
+`occam/diag_fraction` starts near 1 and falls while the network memorises. The
+per-class tables carry no such offset (constant in x, y, removed by centring) and
+start near 1 / N.
 
 **Circulant score** (the authors'): for a square matrix W, C = F W F^-1 (F the DFT
 matrix), score = sum_i |C_ii|^2 / sum |C|^2; 1 for a circulant matrix.
@@ -217,29 +223,42 @@ def cyclic_structure(rows_NxD: Array, *, n_planes: int = 2, prefix: str = "fouri
 
 # ---------------------------------------------------------------- Occam gate
 
-def answer_logit_table(cfg: ModelConfig, params, *, p: int, op: str, y0: str = "model") -> Array:
-  """[p, p] logits of the correct answer of x op y for all x, y in Z_p (see y0 above)."""
+def logit_tables(cfg: ModelConfig, params, *, p: int, op: str, y0: str = "model"):
+  """([p, p] logit of the correct answer, [p, p, p] logit of each number class c) over
+  all x, y in Z_p, from one forward pass (y = 0: see y0 above)."""
   if y0 not in ("model", "mean"):
     raise ConfigError(f"unknown y0 {y0!r}; valid: model, mean")
   x, y = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-  answers = tasks.apply_op(op, x, y, p).reshape(-1)
-  logits = Transformer(cfg).apply({"params": params}, jnp.asarray(tasks.encode(x, y, p).reshape(-1, 4)))
-  table = jnp.take_along_axis(logits, jnp.asarray(answers)[:, None], axis=1).reshape(p, p)
+  answers = jnp.asarray(tasks.apply_op(op, x, y, p).reshape(-1))
+  tokens = jnp.asarray(tasks.encode(x, y, p).reshape(-1, 4))
+  logits = Transformer(cfg).apply({"params": params}, tokens)[:, :p]
+  table = jnp.take_along_axis(logits, answers[:, None], axis=1).reshape(p, p)
+  classes = logits.reshape(p, p, p)
   if y0 == "mean" or op == "div":
     table = table.at[:, 0].set(jnp.mean(table[:, 1:]))
-  return table
+    classes = classes.at[:, 0].set(jnp.mean(classes[:, 1:], axis=(0, 1)))
+  return table, classes
+
+
+def answer_logit_table(cfg: ModelConfig, params, *, p: int, op: str, y0: str = "model") -> Array:
+  """[p, p] logits of the correct answer of x op y for all x, y in Z_p (see y0 above)."""
+  return logit_tables(cfg, params, p=p, op=op, y0=y0)[0]
 
 
 def occam_gate(table: Array, *, op: str, basis: str = "auto", prefix: str = "occam") -> dict:
-  """Share of the 2-D DFT power of the centred table on the op's diagonal family."""
+  """Share of the 2-D DFT power of the centred table on the op's diagonal family.
+
+  `table` is [N, N] over (x, y), or [N, N, C] with a class axis last: each class's
+  table is centred and transformed, and the power is pooled over classes."""
   if op not in GROUP_OPS:
     raise ConfigError(f"op {op!r} has no predicted diagonal family; valid: {', '.join(GROUP_OPS)}")
   sign = GROUP_OPS[op][1]
   if resolve_basis(op, basis) == "dlog":
     r = dlog_residues(table.shape[0])
     table = table[r][:, r]
-  t = table - jnp.mean(table)
-  power = jnp.abs(jnp.fft.fft2(t)) ** 2
+  t = table - jnp.mean(table, axis=(0, 1), keepdims=True)
+  power = jnp.abs(jnp.fft.fft2(t, axes=(0, 1))) ** 2
+  power = power.reshape(*power.shape[:2], -1).sum(axis=-1)
   n = t.shape[0]
   kx, ky = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
   diag = (kx - sign * ky) % n == 0
@@ -288,11 +307,13 @@ def fourier_measures(cfg: ModelConfig, params, *, p: int, op: str, basis: str = 
   out.update(cyclic_structure(embed, n_planes=n_planes))
   out.update(circulant_measures(params))
   if occam and op in GROUP_OPS:
-    table = answer_logit_table(cfg, params, p=p, op=op, y0=y0)
+    table, classes = logit_tables(cfg, params, p=p, op=op, y0=y0)
     out.update(occam_gate(table, op=op, basis=used))
+    out.update(occam_gate(classes, op=op, basis=used, prefix="occam/class"))
   elif occam:
     n = p - 1 if used == "dlog" else p
-    out.update({"occam/diag_fraction": jnp.float32(jnp.nan),
-                "occam/axis_fraction": jnp.float32(jnp.nan),
-                "occam/power": jnp.full((n, n), jnp.nan)})
+    for pre in ("occam", "occam/class"):
+      out.update({f"{pre}/diag_fraction": jnp.float32(jnp.nan),
+                  f"{pre}/axis_fraction": jnp.float32(jnp.nan),
+                  f"{pre}/power": jnp.full((n, n), jnp.nan)})
   return out
