@@ -13,8 +13,10 @@ it never does). After grokking accuracy can collapse and recover; the first cros
 is stable, a value read at a fixed step is not (PAPER.md).
 
 **Transition step of a measure** (the step at which it "moves"), two definitions:
-  'half' (primary)   v_0 = value at the first sample (the initialisation), v_end =
-                     median of the last `n_tail` samples, Δ = v_end - v_0; the first
+  'half' (primary)   v_0 = median of the first `n_ends` samples (the initialisation
+                     and the first log-spaced steps, where the weights have barely
+                     moved), v_end = median of the last `n_ends` (fewer for
+                     trajectories of under 18 samples), Δ = v_end - v_0; the first
                      step at which v reaches v_0 + Δ/2 going in the direction of Δ,
                      interpolated on u. "Where it completes half its net change."
   'sigmoid' (check)  the midpoint u_0 of the least-squares logistic step
@@ -32,8 +34,9 @@ with replacement). Sampling resolution is kept honest: a run counts as 'before' 
 if the measure had already crossed at a sampled step <= the last test-accuracy sample
 below 0.5, 'after' only if it had not crossed at a sample >= the first test sample
 at or above 0.5, and 'with' otherwise (the two brackets overlap: the order is not
-resolved by the checkpoints). A group's verdict is 'before' / 'after' when every run
-with both steps says so (at least `min_runs` runs), else 'with' (or 'n/a': fewer runs).
+resolved by the checkpoints). A group's verdict is 'before' / 'with' / 'after' when
+every run with both steps says so (at least `min_runs` runs), 'mixed' when they
+disagree and 'n/a' with fewer runs (e.g. no run generalised).
 
 **Spearman correlation** of a measure with test accuracy over one run's trajectory
 (the steps both tables have), with average ranks for ties.
@@ -105,10 +108,11 @@ def noise_level(values) -> float:
   return float(1.4826 * np.median(np.abs(d)) / np.sqrt(2.0)) if d.size else 0.0
 
 
-def half_change(steps, values, *, n_tail: int = 3, min_snr: float = 3.0) -> dict:
+def half_change(steps, values, *, n_ends: int = 3, min_snr: float = 3.0) -> dict:
   """The 'half' transition: first step with half of the net change done (module doc)."""
   v = np.asarray(values, np.float64)
-  start, end = v[0], float(np.median(v[-n_tail:]))
+  k = max(1, min(n_ends, v.size // 6))  # short trajectories: the end samples themselves
+  start, end = float(np.median(v[:k])), float(np.median(v[-k:]))
   change, sigma = end - start, noise_level(v)
   out = {"step": np.nan, "lo": np.nan, "hi": np.nan, "change": change, "noise": sigma}
   if not np.isfinite(change) or change == 0 or abs(change) < min_snr * sigma:
@@ -346,7 +350,9 @@ def verdict(orders: Sequence[str], min_runs: int = 2) -> str:
     return "before"
   if all(o == "after" for o in orders):
     return "after"
-  return "with"
+  if all(o == "with" for o in orders):
+    return "with"
+  return "mixed"
 
 
 def lead_summary(rows: list[dict], *, key: int = 0, n_boot: int = 2000, min_runs: int = 2,
@@ -400,3 +406,34 @@ def ranking(summary: list[dict], *, method: str = "half", weight_decay: float | 
     per.setdefault(r["measure"], []).append(r["lead_decades_mean"])
   out = [(m, float(np.mean(v)), float(np.min(v)), float(np.max(v)), len(v)) for m, v in per.items()]
   return sorted(out, key=lambda t: -t[1])
+
+
+# ---------------------------------------------------------------- change across grokking
+
+def grokking_change(metrics: dict, table: dict, column: str, *, threshold: float = 0.99,
+                    gen_level: float = 0.5) -> list[dict]:
+  """Per run that generalised: the measure on the memorisation plateau and after grokking.
+
+  plateau: median over samples with train accuracy >= threshold and test accuracy
+  < gen_level (the last sample before t_gen if there is none); after: median over
+  samples with test accuracy >= threshold. `change` = after - plateau, `rel_change`
+  divides by |plateau|. The sign says whether the measure rose or fell through grokking.
+  """
+  rows = []
+  for run in runs_of(table):
+    steps, values = trajectory(table, run, column)
+    if steps.size == 0 or run not in runs_of(metrics):
+      continue
+    train = _at_steps(metrics, run, "train_acc", steps)
+    test = _at_steps(metrics, run, "test_acc", steps)
+    after = values[test >= threshold]
+    plateau = values[(train >= threshold) & (test < gen_level)]
+    if plateau.size == 0:
+      plateau = values[test < gen_level][-1:]
+    if after.size == 0 or plateau.size == 0:
+      continue
+    p, a = float(np.median(plateau)), float(np.median(after))
+    rows.append({**run_info(table, run), "measure": column, "plateau": p, "after": a,
+                 "change": a - p, "rel_change": (a - p) / abs(p) if p != 0 else np.nan,
+                 "n_plateau": int(plateau.size), "n_after": int(after.size)})
+  return rows

@@ -33,7 +33,7 @@ from grokjax import analysis  # noqa: E402
 
 OP_COLOURS = {"add": "#1f77b4", "sub": "#d62728", "mul": "#2ca02c", "div": "#9467bd"}
 SEED_STYLES = ("-", "--", ":", "-.")
-LEVEL_COLOURS = ("#f7fbff", "#9ecae1", "#3182bd", "#08306b")
+LEVEL_COLOURS = ("#2c7bb6", "#abd9e9", "#fdae61", "#d7191c")  # ordered: low to high quartile
 RC = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
       "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.spines.top": False,
       "axes.spines.right": False, "figure.dpi": 100}
@@ -227,8 +227,9 @@ def snapshots(snaps: Sequence[dict], stem, *, kind: str, title: str = ""):
 def lead_ranking(summary: list[dict], stem, *, method: str = "half", title: str = ""):
   """Lead over generalisation (decades, + = measure first) per measure, op and weight decay.
 
-  Points are group means over seeds with their bootstrap 95 % interval; measures are
-  ordered by their mean lead over every group; grey band: |lead| < 0.05 decades.
+  Points are group means over seeds with their bootstrap 95 % interval (hollow: timed
+  in fewer than two seeds, no interval); measures are ordered by their mean lead over
+  every group; grey band: |lead| < 0.05 decades.
   """
   rows = [r for r in summary if r["method"] == method]
   wds = sorted({r["weight_decay"] for r in rows})
@@ -251,8 +252,9 @@ def lead_ranking(summary: list[dict], stem, *, method: str = "half", title: str 
           lo, hi = r["lead_decades_ci_lo"], r["lead_decades_ci_hi"]
           err = None if not np.isfinite(lo) else [[r["lead_decades_mean"] - lo],
                                                    [hi - r["lead_decades_mean"]]]
-          ax.errorbar(r["lead_decades_mean"], y, xerr=err, fmt="o", ms=3.5, lw=1,
-                      color=op_colour(op, k))
+          c = op_colour(op, k)
+          ax.errorbar(r["lead_decades_mean"], y, xerr=err, fmt="o", ms=3.5, lw=1, color=c,
+                      mfc=c if r["n_timed"] >= 2 else "white")
           timed += 1
       if not timed:
         ax.text(0.5, 0.5, "no run generalised:\nno lead to time", ha="center", va="center",

@@ -55,7 +55,7 @@ class SurrogateConfig:
   group_init: float = 1e-3
   mem_rate: float = 1.0  # multiplies the per-example (Jacobi) rate n of the lookup factors
   crosstalk: float = 0.25  # ε
-  crosstalk_load: float = 2.0  # training pairs per crosstalk bucket
+  crosstalk_load: int = 1  # other features each pair reads (crosstalk partners)
   eval_points: int = 60  # log-spaced evaluation steps (plus step 0)
 
   @property
@@ -80,7 +80,7 @@ class SurrogateConfig:
       raise ConfigError(f"train_frac must lie in (0, 1), got {self.train_frac}")
     if not 0.0 <= self.crosstalk < 1.0:
       raise ConfigError(f"crosstalk must lie in [0, 1), got {self.crosstalk}")
-    for name in ("lr", "mem_init", "group_init", "mem_rate", "crosstalk_load"):
+    for name in ("lr", "mem_init", "group_init", "mem_rate"):
       if not getattr(self, name) > 0:
         raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
     if self.steps < 1 or self.eval_points < 1:
