@@ -23,7 +23,7 @@ from grokjax.cli import parse_ints, run_main
 from grokjax.errors import ConfigError, RunFolderError
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder written by experiments.train")
-_STEPS = flags.DEFINE_string("steps", "", "comma-separated checkpoint steps (default: 4 log-spaced)")
+_STEPS = flags.DEFINE_string("steps", "", "comma-separated saved steps (default: 4, log-spaced)")
 _OPS = flags.DEFINE_list("ops", None, "only runs of these ops")
 _WDS = flags.DEFINE_list("weight_decays", None, "only runs with these weight decays")
 _SEEDS = flags.DEFINE_list("seeds", None, "only runs with these seeds")
@@ -38,7 +38,8 @@ _ABL_EXAMPLES = flags.DEFINE_integer("ablation_examples", 1024, "examples for ab
 _POINTS = flags.DEFINE_integer("points", None, "points per ablation curve (default: every count)")
 _METRIC = flags.DEFINE_string("metric", "logit_diff", "logit_diff | prob | recovered (heat maps)")
 _SEED = flags.DEFINE_integer("seed", 0, "seed of the pairs, examples and random orders")
-_MAX_BATCH = flags.DEFINE_integer("max_batch", 4096, "prompts per forward pass (bounds memory)")
+_MAX_BATCH = flags.DEFINE_integer("max_batch", None, "prompts per forward pass, bounds memory "
+                                  "(default: ~512 MiB of activations)")
 
 
 def default_steps(saved: list[int], n: int = 4) -> list[int]:

@@ -149,7 +149,8 @@ def test_cumulative_masks_and_grid():
 def test_curves_follow_importance_and_share_endpoints(params, data):
   importance = jnp.array([[0.1, -2.0], [0.5, 0.0]])  # order by |.|: (0,1), (1,0), (0,0), (1,1)
   fn = ablation.curves_fn(CFG, n_random=3)
-  c = jax.tree.map(np.asarray, fn(params, *data, importance, jax.random.key_data(jax.random.key(0))))
+  key = jax.random.key_data(jax.random.key(0))
+  c = jax.tree.map(np.asarray, fn(params, *data, importance, key))
   np.testing.assert_array_equal(c["n_ablated"], [0, 1, 2, 3, 4])
   loss, correct = per_example("zero")(params, *data, None)
   np.testing.assert_allclose(c["importance/loss"][0], loss[0].mean(), rtol=1e-6)  # none ablated

@@ -16,7 +16,8 @@ def test_pairs_share_x_and_have_different_correct_answers(op):
   pr = sample_pairs(op, P, 200, key=jax.random.key(0))
   assert pr.clean.shape == pr.corrupt.shape == (200, 4)
   np.testing.assert_array_equal(pr.clean[:, 0], pr.corrupt[:, 0])
-  np.testing.assert_array_equal(pr.clean_answer, tasks.apply_op(op, pr.clean[:, 0], pr.clean[:, 2], P))
+  np.testing.assert_array_equal(pr.clean_answer,
+                                tasks.apply_op(op, pr.clean[:, 0], pr.clean[:, 2], P))
   np.testing.assert_array_equal(pr.corrupt_answer,
                                 tasks.apply_op(op, pr.corrupt[:, 0], pr.corrupt[:, 2], P))
   assert (pr.clean_answer != pr.corrupt_answer).all()

@@ -71,7 +71,8 @@ def zero_head(params, l, h):
 def test_clean_equals_corrupted_gives_exactly_zero_effect(params, pairs, positions):
   same = Pairs(pairs.clean, pairs.clean, pairs.clean_answer, pairs.corrupt_answer)
   v = per_pair_fn(positions)(params, same)
-  np.testing.assert_array_equal(v.logit_diff, np.broadcast_to(v.logit_diff[:, :1], v.logit_diff.shape))
+  np.testing.assert_array_equal(v.logit_diff,
+                                np.broadcast_to(v.logit_diff[:, :1], v.logit_diff.shape))
   np.testing.assert_array_equal(v.prob, np.broadcast_to(v.prob[:, :1], v.prob.shape))
   assert np.ptp(np.asarray(v.logit_diff[:, 0])) > 0  # the measured quantity is not trivially 0
   e = patching.summarize(v, CFG, HEADS)

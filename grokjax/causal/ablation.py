@@ -41,7 +41,8 @@ Array = jax.Array
 MODES = ("zero", "mean")
 
 
-def head_means(params, cfg: ModelConfig, inputs_NxT: Array, *, max_batch: int = 4096) -> Array:
+def head_means(params, cfg: ModelConfig, inputs_NxT: Array, *,
+               max_batch: int | None = None) -> Array:
   """Each head's mean result over the inputs at each position, [L, T, H, D].
 
   Computed with the pruned forward pass, so the last layer's mean is that of the answer
@@ -51,6 +52,7 @@ def head_means(params, cfg: ModelConfig, inputs_NxT: Array, *, max_batch: int = 
   model = Transformer(cfg)
   inputs = jnp.asarray(inputs_NxT)
   T = inputs.shape[1]
+  max_batch = max_batch or worlds.default_max_batch(cfg)
 
   def results(x_BxT):
     _, sites = model.apply({"params": params}, x_BxT, return_sites=True)
@@ -70,7 +72,7 @@ def _check_mode(mode: str) -> None:
 
 def ablation_per_example(params, cfg: ModelConfig, inputs_NxT: Array, targets_N: Array,
                          masks_WxLxH: Array, *, mode: str = "zero", means: Array | None = None,
-                         max_batch: int = 4096) -> tuple[Array, Array]:
+                         max_batch: int | None = None) -> tuple[Array, Array]:
   """(loss [W, N], correct [W, N]) with the heads of each world's mask ablated.
 
   `means` [L, T, H, D] is required for mode 'mean' (see `head_means`). Pure, jittable.
@@ -78,6 +80,7 @@ def ablation_per_example(params, cfg: ModelConfig, inputs_NxT: Array, targets_N:
   _check_mode(mode)
   if mode == "mean" and means is None:
     raise ConfigError("mean ablation needs the heads' means (head_means)")
+  max_batch = max_batch or worlds.default_max_batch(cfg)
   model = Transformer(cfg)
   masks = jnp.asarray(masks_WxLxH, bool)
   data = (jnp.asarray(inputs_NxT), jnp.asarray(targets_N))
@@ -111,7 +114,7 @@ def ablation_per_example(params, cfg: ModelConfig, inputs_NxT: Array, targets_N:
 
 
 def ablate(params, cfg: ModelConfig, inputs_NxT, targets_N, masks_WxLxH, *, mode: str = "zero",
-           means: Array | None = None, max_batch: int = 4096) -> dict[str, Array]:
+           means: Array | None = None, max_batch: int | None = None) -> dict[str, Array]:
   """Mean loss and accuracy for each world's ablation set: {'loss': [W], 'accuracy': [W]}."""
   loss, correct = ablation_per_example(params, cfg, inputs_NxT, targets_N, masks_WxLxH,
                                        mode=mode, means=means, max_batch=max_batch)
@@ -137,7 +140,7 @@ def cumulative_masks(order_K: Array, n_ablated: list[int], cfg: ModelConfig) -> 
 
 def ablation_curves(params, cfg: ModelConfig, inputs_NxT, targets_N, importance_LxH: Array, *,
                     key: Array, n_random: int = 5, mode: str = "zero", points: int | None = None,
-                    max_batch: int = 4096) -> dict[str, Array]:
+                    max_batch: int | None = None) -> dict[str, Array]:
   """Accuracy and loss as heads are ablated cumulatively, by importance and at random.
 
   Importance order: |importance| descending (ties by head index). Returns
@@ -177,10 +180,11 @@ def _compiled(cfg_items: tuple, n_random: int, mode: str, points: int | None, ma
 
 
 def curves_fn(cfg: ModelConfig, *, n_random: int = 5, mode: str = "zero",
-              points: int | None = None, max_batch: int = 4096, over_runs: bool = False):
+              points: int | None = None, max_batch: int | None = None, over_runs: bool = False):
   """A cached, jitted `(params, inputs, targets, importance, key_data) -> curves`
   (`key_data` = jax.random.key_data(key)); with over_runs, vmapped over all five."""
   _check_mode(mode)
   n_ablated_grid(cfg.n_layers * cfg.n_heads, points)
+  max_batch = max_batch or worlds.default_max_batch(cfg)
   return _compiled(tuple(sorted(dataclasses.asdict(cfg).items())), n_random, mode, points,
                    int(max_batch), over_runs)

@@ -44,7 +44,7 @@ class CausalOptions:
   ablation_examples: int = 1024  # at most this many of them (a fixed random subset)
   points: int | None = None  # counts of ablated heads on each curve; None: every count
   seed: int = 0
-  max_batch: int = 4096  # prompts per forward pass, over all runs together
+  max_batch: int | None = None  # prompts per pass over all runs; None: worlds.default_max_batch
   vmap_runs: bool | None = None  # None: when the runs' parameters total <= VMAP_MAX_PARAMS
 
 
@@ -77,7 +77,8 @@ def _inputs(cfg: SweepConfig, runs: list[int], opts: CausalOptions):
     pairs.append(sample_pairs(spec.op, cfg.p, opts.n_pairs, key=jax.random.fold_in(key, 0),
                               is_train=data.is_train, source=opts.pair_source))
     idx = np.flatnonzero(subset_mask(cfg.p, opts.ablation_source, data.is_train))
-    idx = np.asarray(jax.random.permutation(jax.random.fold_in(key, 1), idx))
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(jax.random.fold_in(key, 1))))
+    idx = rng.permutation(idx)
     tables.append((np.asarray(data.inputs), np.asarray(data.targets), idx))
   m = min(opts.ablation_examples, min(len(idx) for *_, idx in tables))
   inputs = [x[idx[:m]] for x, _, idx in tables]
@@ -138,7 +139,8 @@ def causal_over_training(run_dir, steps: Sequence[int], runs: Sequence[int] | No
   n_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
   vmapped = (opts.vmap_runs if opts.vmap_runs is not None
              else n_params * len(runs) <= VMAP_MAX_PARAMS)
-  per_pass = max(1, opts.max_batch // len(runs)) if vmapped else opts.max_batch
+  max_batch = opts.max_batch or worlds.default_max_batch(mcfg)
+  per_pass = max(1, max_batch // len(runs)) if vmapped else max_batch
   pfn = {v: patching.patching_fn(mcfg, heads=opts.heads, positions=opts.positions,
                                  max_batch=per_pass, over_runs=v) for v in (False, True)}
   patch_rows, ablation_rows = [], []

@@ -65,7 +65,8 @@ def plot_patching_grid(t: dict[str, np.ndarray], op: str, path: str | os.PathLik
   finite = np.concatenate([g[np.isfinite(g)] for g, _ in grids.values()] + [np.zeros(1)])
   vmax = float(np.max(np.abs(finite))) or 1.0
   pw, ph = np.clip(0.55 * H, 2.2, 4.5), np.clip(0.55 * L, 1.2, 4.5)
-  fig, axes = plt.subplots(len(wds), len(steps), figsize=(pw * len(steps) + 1.4, ph * len(wds) + 1.0),
+  size = (pw * len(steps) + 1.4, ph * len(wds) + 1.0)
+  fig, axes = plt.subplots(len(wds), len(steps), figsize=size,
                            squeeze=False, constrained_layout=True)
   for (wd, s), (g, n_runs) in grids.items():
     ax = axes[wds.index(wd), steps.index(s)]

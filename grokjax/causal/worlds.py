@@ -32,6 +32,21 @@ from grokjax.errors import ConfigError
 Array = jax.Array
 
 
+MEMORY_BUDGET_MIB = 512  # activation memory one forward pass may use, for default chunking
+
+
+def default_max_batch(cfg: ModelConfig, budget_mib: float = MEMORY_BUDGET_MIB) -> int:
+  """Prompts per forward pass whose edit tensors and activations fit `budget_mib`.
+
+  Per prompt and layer: the per-head edit and result [T, H, D] (twice), the residual
+  stream and the MLP hidden layer, in float32 — an upper bound (GPT-2-medium's shape:
+  about 17 MiB per prompt estimated, 9 MiB measured). Capped at 4096.
+  """
+  per_prompt = 4 * cfg.seq_len * cfg.n_layers * (
+      2 * cfg.n_heads * cfg.d_model + 4 * cfg.d_model + 2 * cfg.d_mlp)
+  return int(max(1, min(4096, budget_mib * 2**20 // per_prompt)))
+
+
 def leading_size(xs) -> int:
   return jax.tree_util.tree_leaves(xs)[0].shape[0]
 

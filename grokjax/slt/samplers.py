@@ -57,6 +57,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from grokjax.errors import ConfigError
@@ -82,10 +83,12 @@ class ScaleInvariantState(NamedTuple):
 
 
 def _normal_like(key: Array, tree) -> Any:
+  """Standard normal noise shaped like `tree`, from one draw (one RNG kernel to compile)."""
   leaves, treedef = jax.tree.flatten(tree)
-  keys = jax.random.split(key, len(leaves))
-  noise = [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
-  return jax.tree.unflatten(treedef, noise)
+  sizes = [x.size for x in leaves]
+  flat = jax.random.normal(key, (sum(sizes),), jnp.result_type(*leaves))
+  parts = jnp.split(flat, np.cumsum(sizes)[:-1])
+  return jax.tree.unflatten(treedef, [p.reshape(x.shape) for p, x in zip(parts, leaves)])
 
 
 def _scale(x: Array, eps: float, per_element: bool) -> Array:

@@ -9,8 +9,8 @@ group value) and states each choice made where the text was unavailable.
 
 Model. For an example e = (x, y) and a class z ∈ Z_p the logit is
 
-    f(e)[z] = Σ_{i ∈ train} w_i φ_i(e, z) + Σ_{k < p−1} w_k ψ_k(e, z),
-    w_j = g_j · u_j · v_j,   g_j = clip(γ_j, 0, 1)
+    f(e)[z] = f_0(e)[z] + Σ_{i ∈ train} w_i φ_i(e, z) + Σ_{k < p−1} w_k ψ_k(e, z),
+    w_j = g_j · b(u_j) · b(v_j),   g_j = clip(γ_j, 0, 1),   b(u) = c·tanh(u/c)
 
 * ψ_k: the group features, real characters of x ∘ y − z over Z_p (add/sub) or over
   Z_{p−1} in the discrete-log basis (mul/div), see `characters`.
@@ -25,8 +25,19 @@ Model. For an example e = (x, y) and a class z ∈ Z_p the logit is
   group solution exists; measured, see the notes). With it a memorising model votes
   for the answers of colliding pairs and is at chance on test pairs, as a
   transformer is.
+* f_0: a frozen random table, N(0, σ_0²) per logit (`init_noise`, default 1): the
+  function a network computes at initialisation. Choice: without it every logit
+  starts at ~0 and a strict argmax is decided by the sign of tiny weights (train
+  accuracy 0.44 at step 0 at p = 47); with it accuracy starts at chance and a feature
+  must beat O(σ_0) noise to classify. It is not a parameter, so it changes no
+  learning coefficient.
 * u, v: the two factors make every weight a product (singular: the fibre
-  {u·v = w} is a curve, and w = 0 is a normal crossing); g is the gate.
+  {b(u)·b(v) = w} is a curve, and w = 0 is a normal crossing); g is the gate. b is
+  ≈ the identity near 0 and saturates at ±c (c² = `weight_bound`, default 20), so a
+  feature adds at most g·c² to a logit. Choice: with unbounded factors the gate price
+  can be dodged (g shrinks while u·v grows at no cost; the fast memorising factors do
+  exactly that and their gates never close), and the cross-entropy drives the
+  memorising loss to 0, which starves the group features of gradient.
 
 Occam Gate (choice: an L1-penalised box gate). The gate parameter γ_j is kept ≤ 1 by
 projection after each step; the gate is open while γ_j > 0 and closed for good once
@@ -100,7 +111,9 @@ class SFMData(NamedTuple):
   is_train: Array  # [N] bool
   train_rows: Array  # [n] int32 the training pairs in feature order (a random permutation)
   partners: Array  # [N, L] int32 the memorising features that leak onto each pair
+  init_logits: Array  # [N, p] float32 f_0, the frozen random function at initialisation
   crosstalk: Array  # [] float32 ε
+  weight_bound: Array  # [] float32 W: |w_j| < g_j·W (c = √W bounds each factor)
   penalty: Array  # [] float32 λ = η log n / (2n), the price of one open gate
   group_sign: Array  # [] int32 +1 for add/mul, −1 for sub/div
   log_basis: Array  # [] bool True for mul/div (characters in the discrete-log basis)
@@ -117,7 +130,8 @@ def split_for_seed(seed: int, p: int, train_frac: float) -> np.ndarray:
 
 
 def build_data(op: str, p: int, *, seed: int, penalty: float, train_frac: float = 0.5,
-               crosstalk: float = 0.25, crosstalk_load: int = 1) -> SFMData:
+               crosstalk: float = 0.25, crosstalk_load: int = 1,
+               init_noise: float = 1.0, weight_bound: float = 20.0) -> SFMData:
   """The arrays of one run. `penalty` is η; the seed fixes the split and the crosstalk.
 
   Memorising feature i belongs to training pair train_rows[i] (a random order). Each
@@ -132,6 +146,10 @@ def build_data(op: str, p: int, *, seed: int, penalty: float, train_frac: float 
     raise ConfigError(f"penalty must be finite and >= 0, got {penalty}")
   if int(crosstalk_load) != crosstalk_load or crosstalk_load < 1:
     raise ConfigError(f"crosstalk_load must be a positive integer, got {crosstalk_load}")
+  if not (weight_bound > 0 and math.isfinite(weight_bound)):
+    raise ConfigError(f"weight_bound must be positive and finite, got {weight_bound}")
+  if not (init_noise >= 0 and math.isfinite(init_noise)):
+    raise ConfigError(f"init_noise must be finite and >= 0, got {init_noise}")
   _, targets = tasks.make_task(op, p)
   is_train = split_for_seed(seed, p, train_frac)
   n = int(is_train.sum())
@@ -142,13 +160,15 @@ def build_data(op: str, p: int, *, seed: int, penalty: float, train_frac: float 
   train_rows = np.asarray(jax.random.permutation(k_order, np.flatnonzero(is_train)), np.int32)
   partners = np.array(jax.random.randint(k_test, (len(targets), crosstalk_load), 0, n), np.int32)
   partners[train_rows] = (np.arange(n)[:, None] - np.arange(1, crosstalk_load + 1)) % n
+  f0 = init_noise * jax.random.normal(jax.random.fold_in(jax.random.key(seed), 3), (len(targets), p))
   return SFMData(
       basis=jnp.asarray(characters.character_basis(op, p)),
       key_slots=jnp.asarray(characters.key_slots(op, p)),
       row_key=jnp.asarray(characters.row_keys(op, p)),
       targets=jnp.asarray(targets), is_train=jnp.asarray(is_train),
       train_rows=jnp.asarray(train_rows), partners=jnp.asarray(partners),
-      crosstalk=jnp.float32(crosstalk),
+      init_logits=f0.astype(jnp.float32),
+      crosstalk=jnp.float32(crosstalk), weight_bound=jnp.float32(weight_bound),
       penalty=jnp.float32(penalty_price(penalty, n)),
       group_sign=jnp.int32(characters.GROUPS[op][1]),
       log_basis=jnp.bool_(characters.GROUPS[op][0] == "dlog"))
@@ -171,9 +191,16 @@ def gate_values(gamma: Array) -> Array:
   return jnp.clip(gamma, 0.0, 1.0)
 
 
-def feature_weights(params) -> tuple[Array, Array]:
-  """(w_mem [n], w_group [K]) with w = g·u·v."""
-  w = lambda f: gate_values(f["gate"]) * f["u"] * f["v"]
+def bounded(u: Array, bound: Array) -> Array:
+  """c·tanh(u/c) with c = √bound: ≈ u near 0, saturating at ±c."""
+  c = jnp.sqrt(bound)
+  return c * jnp.tanh(u / c)
+
+
+def feature_weights(params, data: SFMData) -> tuple[Array, Array]:
+  """(w_mem [n], w_group [K]) with w = g·b(u)·b(v), b = bounded."""
+  w = lambda f: (gate_values(f["gate"]) * bounded(f["u"], data.weight_bound)
+                 * bounded(f["v"], data.weight_bound))
   return w(params["mem"]), w(params["group"])
 
 
@@ -185,22 +212,23 @@ def _own_lookup(w_mem: Array, data: SFMData) -> Array:
 
 def logits(params, data: SFMData, rows: Array) -> Array:
   """[len(rows), p] logits of the given example rows."""
-  w_mem, w_group = feature_weights(params)
+  w_mem, w_group = feature_weights(params, data)
   table = (w_group @ data.basis)[data.key_slots]  # [p, p] group logits by (row key, class)
   own = _own_lookup(w_mem, data)
   by_row = jnp.zeros((data.targets.shape[0], own.shape[1]), own.dtype).at[data.train_rows].set(own)
   leak = jnp.sum(own[data.partners[rows]], axis=1)
-  return table[data.row_key[rows]] + by_row[rows] + data.crosstalk * leak
+  return data.init_logits[rows] + table[data.row_key[rows]] + by_row[rows] + data.crosstalk * leak
 
 
 def train_logits(params, data: SFMData) -> Array:
   """[n, p] logits of the training pairs in feature order: logits(params, data,
   data.train_rows) with the crosstalk as rolls (no gather, no scatter: the hot path)."""
-  w_mem, w_group = feature_weights(params)
+  w_mem, w_group = feature_weights(params, data)
   table = (w_group @ data.basis)[data.key_slots]
   own = _own_lookup(w_mem, data)
   leak = sum(jnp.roll(own, l, axis=0) for l in range(1, data.partners.shape[1] + 1))
-  return table[data.row_key[data.train_rows]] + own + data.crosstalk * leak
+  tr = data.train_rows
+  return data.init_logits[tr] + table[data.row_key[tr]] + own + data.crosstalk * leak
 
 
 def strict_correct(lg: Array, targets: Array) -> Array:
@@ -239,16 +267,17 @@ def complexity(params) -> dict[str, Array]:
 
 
 def planted_params(data: SFMData, *, w_mem: Array, w_group: Array, gate: float = 1.0) -> dict:
-  """Params realising given feature weights: γ = `gate`, u = sign(w)·√(|w|/g), v = √(|w|/g).
-
-  A weight that is exactly 0 gets a closed gate (γ = −1) instead. `data` fixes the shapes.
-  """
+  """Params realising given feature weights (|w| < gate·W): γ = `gate`, b(u) = sign(w)·√(|w|/g),
+  b(v) = √(|w|/g). A weight that is exactly 0 gets a closed gate (γ = −1) instead."""
   if not 0.0 < gate <= 1.0:
     raise ConfigError(f"an open gate lies in (0, 1], got {gate}")
+  c = float(np.sqrt(data.weight_bound))
 
   def family(w, size):
     w = jnp.broadcast_to(jnp.asarray(w, jnp.float32), (size,))
-    root = jnp.sqrt(jnp.abs(w) / gate)
+    if float(jnp.max(jnp.abs(w))) >= gate * c * c:
+      raise ConfigError(f"planted weights must stay below gate·W = {gate * c * c:g}")
+    root = c * jnp.arctanh(jnp.sqrt(jnp.abs(w) / gate) / c)
     return {"u": jnp.sign(w) * root, "v": root, "gate": jnp.where(w != 0, gate, -1.0)}
 
   return {"mem": family(w_mem, data.train_rows.shape[0]),
@@ -266,6 +295,6 @@ def fourier_solution(data: SFMData, scale: float = 1.0) -> dict:
   return planted_params(data, w_mem=0.0, w_group=w_group)
 
 
-def lookup_solution(data: SFMData, scale: float = 10.0) -> dict:
+def lookup_solution(data: SFMData, scale: float = 5.0) -> dict:
   """A pure lookup table: every memorising feature at `scale`, every group gate closed."""
   return planted_params(data, w_mem=scale, w_group=0.0)

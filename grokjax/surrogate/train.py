@@ -45,17 +45,20 @@ class SurrogateConfig:
   """The grid (ops × penalties × seeds, op slowest) and the SFM's hyperparameters."""
 
   ops: tuple[str, ...] = ("add", "sub", "mul", "div")
-  p: int = 59
+  p: int = 47
   penalties: tuple[float, ...] = (0.0, 0.3, 1.0, 3.0)  # η; 0 = Occam Gate penalty off
   seeds: tuple[int, ...] = (0, 1)
   train_frac: float = 0.5
-  steps: int = 20_000
-  lr: float = 0.1
+  steps: int = 10_000
+  lr: float = 0.2
   mem_init: float = 0.1
   group_init: float = 1e-3
   mem_rate: float = 1.0  # multiplies the per-example (Jacobi) rate n of the lookup factors
+  gate_rate: float = 1.0  # rate of the gates relative to the factors
   crosstalk: float = 0.25  # ε
   crosstalk_load: int = 1  # other features each pair reads (crosstalk partners)
+  init_noise: float = 1.0  # σ_0 of the frozen random logits f_0
+  weight_bound: float = 20.0  # W: a feature adds at most g·W to a logit
   eval_points: int = 60  # log-spaced evaluation steps (plus step 0)
 
   @property
@@ -80,7 +83,7 @@ class SurrogateConfig:
       raise ConfigError(f"train_frac must lie in (0, 1), got {self.train_frac}")
     if not 0.0 <= self.crosstalk < 1.0:
       raise ConfigError(f"crosstalk must lie in [0, 1), got {self.crosstalk}")
-    for name in ("lr", "mem_init", "group_init", "mem_rate"):
+    for name in ("lr", "mem_init", "group_init", "mem_rate", "gate_rate", "weight_bound"):
       if not getattr(self, name) > 0:
         raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
     if self.steps < 1 or self.eval_points < 1:
@@ -106,21 +109,24 @@ class SurrogateResult(NamedTuple):
   rows: list[dict]  # tidy: one per run × eval step
   steps: np.ndarray  # [E] eval steps
   maps: dict[str, np.ndarray]  # 'natural' [E, R, p, p], 'dlog' [E, R, p−1, p−1]
+  final_params: dict  # the params of every run at the last step (leading runs axis)
 
 
-def scale_mem_factors(factor: float) -> optax.GradientTransformation:
-  """Multiplies the gradients of the memorising factors u, v by `factor` (gates untouched)."""
+def scale_rates(mem_factor: float, gate: float) -> optax.GradientTransformation:
+  """Multiplies the gradients of the memorising factors u, v by `mem_factor` and those of
+  every gate by `gate` (the group factors keep rate 1)."""
 
   def update(grads, state, params=None):
     del params
-    mem = dict(grads["mem"], u=grads["mem"]["u"] * factor, v=grads["mem"]["v"] * factor)
-    return dict(grads, mem=mem), state
+    mem = dict(grads["mem"], u=grads["mem"]["u"] * mem_factor, v=grads["mem"]["v"] * mem_factor)
+    out = dict(grads, mem=mem)
+    return {fam: dict(f, gate=f["gate"] * gate) for fam, f in out.items()}, state
 
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def make_optimizer(cfg: SurrogateConfig, n_train: int) -> optax.GradientTransformation:
-  return optax.chain(scale_mem_factors(cfg.mem_rate * n_train), optax.sgd(cfg.lr))
+  return optax.chain(scale_rates(cfg.mem_rate * n_train, cfg.gate_rate), optax.sgd(cfg.lr))
 
 
 def project_gates(params) -> dict:
@@ -146,7 +152,7 @@ def evaluate(params, data: model.SFMData, grid: spectra.GridIndex) -> dict[str, 
          "test_loss": mean(ce, te), "test_acc": mean(ok, te)}
   out.update(model.complexity(params))
   out["free_energy"] = n * out["train_loss"] + out["complexity/llc"] * math.log(n)
-  w_mem, w_group = model.feature_weights(params)
+  w_mem, w_group = model.feature_weights(params, data)
   out["norm/mem"], out["norm/group"] = jnp.sum(jnp.abs(w_mem)), jnp.sum(jnp.abs(w_group))
   maps = spectra.spectral_maps(lg, grid)
   own = maps["natural"]
@@ -171,7 +177,8 @@ def build_runs(cfg: SurrogateConfig) -> tuple[model.SFMData, dict]:
   datas, params = [], []
   for op, eta, seed in cfg.runs:
     data = model.build_data(op, cfg.p, seed=seed, penalty=eta, train_frac=cfg.train_frac,
-                            crosstalk=cfg.crosstalk, crosstalk_load=cfg.crosstalk_load)
+                            crosstalk=cfg.crosstalk, crosstalk_load=cfg.crosstalk_load,
+                            init_noise=cfg.init_noise, weight_bound=cfg.weight_bound)
     datas.append(data)
     params.append(model.init_params(data, key=jax.random.fold_in(jax.random.key(seed), 1),
                                     mem_init=cfg.mem_init, group_init=cfg.group_init))
@@ -204,7 +211,8 @@ def train(cfg: SurrogateConfig) -> SurrogateResult:
       rows.append({"run": r, "op": op, "penalty": eta, "seed": seed, "step": done,
                    **{k: _scalar(v[r]) for k, v in out.items()}})
   _check_finite(rows)
-  return SurrogateResult(rows, cfg.eval_steps, {k: np.stack(v) for k, v in maps.items()})
+  return SurrogateResult(rows, cfg.eval_steps, {k: np.stack(v) for k, v in maps.items()},
+                         jax.device_get(state.params))
 
 
 def _scalar(v):

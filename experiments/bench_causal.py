@@ -1,0 +1,141 @@
+"""Benchmark of the causal lens: speed on the paper model, memory on GPT-2-medium's shape.
+
+  python -m experiments.bench_causal                 # both parts
+  python -m experiments.bench_causal --part=speed
+  python -m experiments.bench_causal --part=memory --gpt_pairs=4,8 --gpt_batches=4,16
+
+speed:  all 8 heads of the paper model (2 x 4), 256 prompt pairs of x + y mod 97, all
+        three metrics with standard errors: compile time, then the median of --repeats
+        calls (target < 1 s after compilation on a 2-core CPU). Also the cumulative
+        ablation curves (importance + 5 random orders, 9 points each).
+memory: the 24 x 16-head GPT-2-medium shape (d 1024, random weights), every head patched
+        for --gpt_pairs pairs with --gpt_batches prompts per forward pass, each in a fresh
+        process. The peak resident memory of the patching call (VmHWM, reset just before
+        it) minus the memory held before it shows that the extra memory follows the chunk
+        size (--max_batch), not the number of pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+_PART = flags.DEFINE_enum("part", "all", ["all", "speed", "memory", "memory_child"], "what to run")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "timed calls after compilation")
+_GPT_PAIRS = flags.DEFINE_list("gpt_pairs", ["4", "8"], "pair counts for the memory part")
+_GPT_BATCHES = flags.DEFINE_list("gpt_batches", ["4", "16"], "max_batch values for the memory part")
+_PAIRS = flags.DEFINE_integer("pairs", 4, "memory_child: pairs")
+_MAX_BATCH = flags.DEFINE_integer("max_batch", 4, "memory_child: prompts per forward pass")
+
+
+def _timed(fn, *args, repeats: int):
+  import jax
+
+  t0 = time.perf_counter()
+  jax.block_until_ready(fn(*args))
+  first = time.perf_counter() - t0
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  return first, statistics.median(times), times
+
+
+def speed(repeats: int) -> dict:
+  import jax
+
+  from grokjax import tasks
+  from grokjax.causal import ablation, patching
+  from grokjax.causal.pairs import sample_pairs
+  from grokjax.config import MODEL_PRESETS
+  from grokjax.model import init_params
+
+  cfg = MODEL_PRESETS["paper"]
+  params = jax.jit(lambda k: init_params(cfg, k))(jax.random.key(0))
+  pairs = sample_pairs("add", 97, 256, key=jax.random.key(1))
+  first, med, times = _timed(patching.patching_fn(cfg), params, pairs, repeats=repeats)
+  out = {"patching_first_call_s": first, "patching_median_s": med, "patching_times_s": times}
+  print(f"patching, paper model (2 layers x 4 heads), 256 pairs, 3 metrics: first call "
+        f"(compile + run) {first:.2f}s, then median {med:.3f}s over {repeats} calls")
+  x, y = tasks.make_task("add", 97)
+  curves = ablation.curves_fn(cfg, n_random=5)
+  imp = patching.patching_fn(cfg)(params, pairs)["logit_diff/mean"]
+  key = jax.random.key_data(jax.random.key(2))
+  first, med, _ = _timed(curves, params, x[:1024], y[:1024], imp, key, repeats=repeats)
+  out.update(ablation_first_call_s=first, ablation_median_s=med)
+  print(f"ablation curves, 1024 examples, importance + 5 random orders x 9 points: first "
+        f"call {first:.2f}s, then median {med:.3f}s")
+  return out
+
+
+def _rss_kb(field: str) -> int:
+  for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+    if line.startswith(field + ":"):
+      return int(line.split()[1])
+  raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_child(n_pairs: int, max_batch: int) -> dict:
+  import jax
+
+  from grokjax.causal import patching
+  from grokjax.causal.pairs import sample_pairs
+  from grokjax.config import MODEL_PRESETS
+  from grokjax.model import init_params
+
+  cfg = MODEL_PRESETS["gpt2-medium"]
+  params = jax.block_until_ready(jax.jit(lambda k: init_params(cfg, k))(jax.random.key(0)))
+  pairs = sample_pairs("add", 97, n_pairs, key=jax.random.key(1))
+  fn = patching.patching_fn(cfg, max_batch=max_batch)
+  t0 = time.perf_counter()
+  compiled = fn.lower(params, pairs).compile()  # compile first: its memory is not the chunk's
+  compile_s = time.perf_counter() - t0
+  before = _rss_kb("VmRSS")
+  pathlib.Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+  t0 = time.perf_counter()
+  out = jax.block_until_ready(compiled(params, pairs))
+  run_s = time.perf_counter() - t0
+  peak = _rss_kb("VmHWM")
+  assert all(bool(jax.numpy.isfinite(out[f"{m}/mean"]).all()) for m in ("logit_diff", "prob"))
+  return {"pairs": n_pairs, "max_batch": max_batch, "heads": cfg.n_layers * cfg.n_heads,
+          "compile_s": compile_s, "run_s": run_s, "rss_before_mib": before / 1024,
+          "peak_mib": peak / 1024, "extra_mib": (peak - before) / 1024}
+
+
+def memory(pairs: list[int], batches: list[int]) -> list[dict]:
+  rows = []
+  for b in batches:
+    for n in pairs:
+      res = subprocess.run([sys.executable, "-m", "experiments.bench_causal", "--part=memory_child",
+                            f"--pairs={n}", f"--max_batch={b}"], capture_output=True, text=True)
+      if res.returncode != 0:
+        raise RuntimeError(res.stderr[-3000:])
+      row = json.loads(res.stdout.strip().splitlines()[-1])
+      rows.append(row)
+      print(f"gpt2-medium shape, {row['heads']} heads, {n} pairs, max_batch {b}: run "
+            f"{row['run_s']:.1f}s (compile {row['compile_s']:.1f}s), RSS before "
+            f"{row['rss_before_mib']:.0f} MiB, peak {row['peak_mib']:.0f} MiB, "
+            f"extra {row['extra_mib']:.0f} MiB", flush=True)
+  return rows
+
+
+def main(argv):
+  del argv
+  if _PART.value == "memory_child":
+    print(json.dumps(memory_child(_PAIRS.value, _MAX_BATCH.value)))
+    return
+  if _PART.value in ("all", "speed"):
+    speed(_REPEATS.value)
+  if _PART.value in ("all", "memory"):
+    memory([int(v) for v in _GPT_PAIRS.value], [int(v) for v in _GPT_BATCHES.value])
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,97 @@
+"""Benchmark: the LLC of the paper model at one checkpoint, against one training step.
+
+  python -m experiments.bench_llc                              # random-init paper model
+  python -m experiments.bench_llc --run_dir=runs/quick --step=4000 --run=0
+  python -m experiments.bench_llc --out=bench_llc.json
+
+Times estimate_llc (SGLD, 4 chains x 200 draws, batch 512 by default) end to end
+from a cold start — compilation included, as a user meets it — then again warm, and
+one jit'd AdamW training step of the same model at the same batch size. Reports the
+seconds per draw per chain against the seconds per training step; the target on a
+2-core CPU is under 30 s in all for the cold call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+
+from grokjax import checkpoint, runio
+from grokjax.cli import run_main
+from grokjax.config import PRESETS
+from grokjax.slt import apply, llc
+from grokjax.train import init_state, run_data, train_step
+
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder (default: a random-init paper model)")
+_STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the last saved)")
+_RUN = flags.DEFINE_integer("run", 0, "run index in the folder")
+_SAMPLER = flags.DEFINE_string("sampler", "sgld", "sampler name")
+_CHAINS = flags.DEFINE_integer("num_chains", 4, "chains")
+_DRAWS = flags.DEFINE_integer("num_draws", 200, "draws per chain")
+_BATCH = flags.DEFINE_integer("batch_size", 512, "minibatch size")
+_TRAIN_STEPS = flags.DEFINE_integer("train_steps", 20, "training steps timed (after warm-up)")
+_OUT = flags.DEFINE_string("out", None, "write the numbers to this JSON file")
+
+
+def _setup():
+  if _RUN_DIR.value:
+    cfg = runio.load_config(_RUN_DIR.value)
+    step = _STEP.value if _STEP.value is not None else checkpoint.list_steps(_RUN_DIR.value)[-1]
+    return cfg, _RUN.value, checkpoint.load_params(_RUN_DIR.value, step, index=_RUN.value), step
+  cfg = PRESETS["paper"]
+  spec = cfg.runs[0]
+  return cfg, 0, init_state(cfg, jax.random.key(0), spec.lr, spec.weight_decay).params, 0
+
+
+def _train_step_seconds(cfg, index, params) -> float:
+  spec = cfg.runs[index]
+  state = init_state(cfg, jax.random.key(0), spec.lr, spec.weight_decay).replace(params=params)
+  run = run_data(cfg, spec)
+  step = jax.jit(lambda s: train_step(cfg, s, run))
+  state = jax.block_until_ready(step(state))
+  t0 = time.perf_counter()
+  for _ in range(_TRAIN_STEPS.value):
+    state = step(state)
+  jax.block_until_ready(state)
+  return (time.perf_counter() - t0) / _TRAIN_STEPS.value
+
+
+def main(argv):
+  del argv
+  cfg, index, params, step = _setup()
+  data = apply.train_data(cfg, index)
+  loss_fn = apply.make_loss_fn(cfg)
+  kw = dict(sampler=_SAMPLER.value, step_size=1e-4, localization=100.0,
+            num_chains=_CHAINS.value, num_draws=_DRAWS.value, batch_size=_BATCH.value,
+            eval_chunk=cfg.eval_chunk)
+  t0 = time.perf_counter()
+  out = jax.block_until_ready(llc.estimate_llc(loss_fn, params, data, key=jax.random.key(0), **kw))
+  cold = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  jax.block_until_ready(llc.estimate_llc(loss_fn, params, data, key=jax.random.key(1), **kw))
+  warm = time.perf_counter() - t0
+  per_draw = warm / (_CHAINS.value * _DRAWS.value)
+  train = _train_step_seconds(cfg, index, params)
+  result = {
+      "model": cfg.model, "checkpoint_step": step, "sampler": _SAMPLER.value,
+      "num_chains": _CHAINS.value, "num_draws": _DRAWS.value, "batch_size": _BATCH.value,
+      "n_train": int(data[1].shape[0]), "device": str(jax.devices()[0]),
+      "cold_seconds": cold, "warm_seconds": warm, "compile_seconds_approx": cold - warm,
+      "seconds_per_chain_draw": per_draw, "seconds_per_train_step": train,
+      "draw_over_train_step": per_draw / train, "llc_mean": float(out["llc/mean"]),
+      "diverged": int(out["diverged/count"]),
+  }
+  for k, v in result.items():
+    print(f"{k:>24}: {v:.4g}" if isinstance(v, float) else f"{k:>24}: {v}")
+  print(f"{'target (cold < 30 s)':>24}: {'met' if cold < 30 else 'NOT met'}")
+  if _OUT.value:
+    with open(_OUT.value, "w") as f:
+      json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+  app.run(run_main(main))

@@ -1,0 +1,112 @@
+"""How each sampler's LLC moves under function-preserving rescalings of a trained model.
+
+  python -m experiments.llc_invariance --run_dir=runs/quick --ops=sub --weight_decays=1
+  python -m experiments.llc_invariance --run_dir=runs/quick --run=0 --grid=30 --span=10 \
+      --samplers=sgld,scale_invariant --step_sizes=1e-4,1e-4
+
+For one run at one checkpoint (--step, default the last), rescales the model by α on
+the residual stream and β on each MLP (`grokjax.slt.rescaling`) over a
+--grid x --grid log grid from 1/--span to --span (the paper uses 30 x 30) and
+estimates the LLC at every point with each sampler, all points with the same chain
+keys. Writes DIR/llc_invariance.csv (sampler, α, β, λ̂, the change of the initial loss,
+...) and one heat map per sampler, DIR/llc_invariance_<sampler>.png. A sampler is
+invariant when its map is flat. With the paper model's GELU the β direction changes
+the function a little (see init_loss_change); pass a ReLU run for an exact β.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from grokjax import checkpoint, runio
+from grokjax.cli import run_main
+from grokjax.errors import ConfigError
+from grokjax.slt import apply, invariance
+
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder written by experiments.train")
+_RUN = flags.DEFINE_integer("run", None, "run index (default: the first matching the filters)")
+_OPS = flags.DEFINE_list("ops", None, "pick the run by op")
+_WDS = flags.DEFINE_list("weight_decays", None, "pick the run by weight decay")
+_SEEDS = flags.DEFINE_list("seeds", None, "pick the run by seed")
+_STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the last saved)")
+_SAMPLERS = flags.DEFINE_list("samplers", ["sgld", "rmsprop_sgld", "scale_invariant",
+                                           "riemannian"], "samplers to compare")
+_STEP_SIZES = flags.DEFINE_list("step_sizes", ["1e-4", "1e-5", "1e-4", "1e-4"],
+                                "step size per sampler (one value: the same for all)")
+_LOCALIZATION = flags.DEFINE_float("localization", 100.0, "localisation strength γ")
+_NBETA = flags.DEFINE_string("nbeta", "n", "nβ: 'n' (n/log n), 'batch' (b/log b) or a number")
+_GRID = flags.DEFINE_integer("grid", 5, "grid points per axis (the paper: 30)")
+_SPAN = flags.DEFINE_float("span", 10.0, "factors from 1/span to span")
+_CHAINS = flags.DEFINE_integer("num_chains", 4, "chains per estimate")
+_DRAWS = flags.DEFINE_integer("num_draws", 200, "steps per chain, burn-in included")
+_BURNIN = flags.DEFINE_integer("num_burnin", 50, "steps discarded at the start of each chain")
+_BATCH = flags.DEFINE_integer("batch_size", 512, "minibatch size (capped at the train split)")
+_SEED = flags.DEFINE_integer("seed", 0, "sampler seed")
+
+
+def pick_run(cfg) -> int:
+  if _RUN.value is not None:
+    if not 0 <= _RUN.value < len(cfg.runs):
+      raise ConfigError(f"--run={_RUN.value} out of range: the sweep has {len(cfg.runs)} runs")
+    return _RUN.value
+  for i, s in enumerate(cfg.runs):
+    if ((_OPS.value is None or s.op in _OPS.value)
+        and (_WDS.value is None or s.weight_decay in map(float, _WDS.value))
+        and (_SEEDS.value is None or s.seed in map(int, _SEEDS.value))):
+      return i
+  raise ConfigError("no run of the folder matches --ops/--weight_decays/--seeds")
+
+
+def step_sizes() -> list[float]:
+  try:
+    values = [float(v) for v in _STEP_SIZES.value]
+  except ValueError as e:
+    raise ConfigError(f"--step_sizes: {e}") from e
+  if len(values) == 1:
+    values *= len(_SAMPLERS.value)
+  if len(values) != len(_SAMPLERS.value):
+    raise ConfigError(f"--step_sizes has {len(values)} values for {len(_SAMPLERS.value)} samplers")
+  return values
+
+
+def main(argv):
+  del argv
+  if _RUN_DIR.value is None:
+    raise ConfigError("--run_dir is required")
+  run_dir = pathlib.Path(_RUN_DIR.value)
+  cfg = runio.load_config(run_dir)
+  run = pick_run(cfg)
+  step = _STEP.value if _STEP.value is not None else checkpoint.list_steps(run_dir)[-1]
+  params = checkpoint.load_params(run_dir, step, index=run)
+  data = apply.train_data(cfg, run)
+  loss_fn = apply.make_loss_fn(cfg)
+  grid = invariance.log_grid(_GRID.value, _SPAN.value)
+  rows = []
+  for sampler, eps in zip(_SAMPLERS.value, step_sizes()):
+    print(f"llc_invariance: {sampler} (ε={eps:g}) on a {len(grid)}x{len(grid)} grid, "
+          f"{cfg.runs[run].label}, step {step}")
+    out = invariance.rescaling_grid(
+        loss_fn, params, data, key=jax.random.key(_SEED.value), alphas=grid, betas=grid,
+        sampler=sampler, step_size=eps, localization=_LOCALIZATION.value, nbeta=_NBETA.value,
+        num_chains=_CHAINS.value, num_draws=_DRAWS.value, num_burnin=_BURNIN.value,
+        batch_size=min(_BATCH.value, int(data[1].shape[0])), eval_chunk=cfg.eval_chunk)
+    rows += invariance.invariance_rows(out, **runio.run_fields(run, cfg.runs[run]), step=step,
+                                       sampler=sampler, step_size=eps,
+                                       localization=_LOCALIZATION.value)
+    invariance.plot_invariance(out, run_dir / f"llc_invariance_{sampler}.png",
+                               title=f"{sampler} (ε={eps:g}, γ={_LOCALIZATION.value:g}), "
+                                     f"{cfg.runs[run].label}, step {step}")
+    finite = out["llc/mean"][np.isfinite(out["llc/mean"])]
+    if finite.size:
+      print(f"  λ̂ from {finite.min():.4g} to {finite.max():.4g} "
+            f"({int(np.sum(out['diverged/count']))} diverged chains)")
+  runio.write_csv(run_dir / "llc_invariance.csv", rows)
+  print(f"wrote {run_dir / 'llc_invariance.csv'} and {len(_SAMPLERS.value)} heat maps")
+
+
+if __name__ == "__main__":
+  app.run(run_main(main))
