@@ -35,9 +35,12 @@ _SEEDS = flags.DEFINE_list("seeds", None, "pick the run by seed")
 _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the last saved)")
 _SAMPLERS = flags.DEFINE_list("samplers", ["sgld", "rmsprop_sgld", "scale_invariant",
                                            "riemannian"], "samplers to compare")
-_STEP_SIZES = flags.DEFINE_list("step_sizes", ["1e-4", "1e-5", "1e-4", "1e-4"],
-                                "step size per sampler (one value: the same for all)")
-_LOCALIZATION = flags.DEFINE_float("localization", 100.0, "localisation strength γ")
+_STEP_SIZES = flags.DEFINE_list("step_sizes", ["1e-4", "1e-5", "0.05", "0.05"],
+                                "step size ε per sampler (one value: the same for all)")
+# The scale-invariant samplers localise in relative (per-tensor mean-square) units, so
+# their γ is on another scale: γ = 1 allows ~100% relative moves per tensor.
+_LOCALIZATIONS = flags.DEFINE_list("localizations", ["100", "100", "1", "1"],
+                                   "localisation γ per sampler (one value: the same for all)")
 _NBETA = flags.DEFINE_string("nbeta", "n", "nβ: 'n' (n/log n), 'batch' (b/log b) or a number")
 _GRID = flags.DEFINE_integer("grid", 5, "grid points per axis (the paper: 30)")
 _SPAN = flags.DEFINE_float("span", 10.0, "factors from 1/span to span")
@@ -61,16 +64,16 @@ def pick_run(cfg) -> int:
   raise ConfigError("no run of the folder matches --ops/--weight_decays/--seeds")
 
 
-def step_sizes() -> list[float]:
+def per_sampler(values: list[str], name: str) -> list[float]:
   try:
-    values = [float(v) for v in _STEP_SIZES.value]
+    out = [float(v) for v in values]
   except ValueError as e:
-    raise ConfigError(f"--step_sizes: {e}") from e
-  if len(values) == 1:
-    values *= len(_SAMPLERS.value)
-  if len(values) != len(_SAMPLERS.value):
-    raise ConfigError(f"--step_sizes has {len(values)} values for {len(_SAMPLERS.value)} samplers")
-  return values
+    raise ConfigError(f"--{name}: {e}") from e
+  if len(out) == 1:
+    out *= len(_SAMPLERS.value)
+  if len(out) != len(_SAMPLERS.value):
+    raise ConfigError(f"--{name} has {len(out)} values for {len(_SAMPLERS.value)} samplers")
+  return out
 
 
 def main(argv):
@@ -86,19 +89,20 @@ def main(argv):
   loss_fn = apply.make_loss_fn(cfg)
   grid = invariance.log_grid(_GRID.value, _SPAN.value)
   rows = []
-  for sampler, eps in zip(_SAMPLERS.value, step_sizes()):
-    print(f"llc_invariance: {sampler} (ε={eps:g}) on a {len(grid)}x{len(grid)} grid, "
+  settings = zip(_SAMPLERS.value, per_sampler(_STEP_SIZES.value, "step_sizes"),
+                 per_sampler(_LOCALIZATIONS.value, "localizations"))
+  for sampler, eps, gam in settings:
+    print(f"llc_invariance: {sampler} (ε={eps:g}, γ={gam:g}) on a {len(grid)}x{len(grid)} grid, "
           f"{cfg.runs[run].label}, step {step}")
     out = invariance.rescaling_grid(
         loss_fn, params, data, key=jax.random.key(_SEED.value), alphas=grid, betas=grid,
-        sampler=sampler, step_size=eps, localization=_LOCALIZATION.value, nbeta=_NBETA.value,
+        sampler=sampler, step_size=eps, localization=gam, nbeta=_NBETA.value,
         num_chains=_CHAINS.value, num_draws=_DRAWS.value, num_burnin=_BURNIN.value,
         batch_size=min(_BATCH.value, int(data[1].shape[0])), eval_chunk=cfg.eval_chunk)
     rows += invariance.invariance_rows(out, **runio.run_fields(run, cfg.runs[run]), step=step,
-                                       sampler=sampler, step_size=eps,
-                                       localization=_LOCALIZATION.value)
+                                       sampler=sampler, step_size=eps, localization=gam)
     invariance.plot_invariance(out, run_dir / f"llc_invariance_{sampler}.png",
-                               title=f"{sampler} (ε={eps:g}, γ={_LOCALIZATION.value:g}), "
+                               title=f"{sampler} (ε={eps:g}, γ={gam:g}), "
                                      f"{cfg.runs[run].label}, step {step}")
     finite = out["llc/mean"][np.isfinite(out["llc/mean"])]
     if finite.size:

@@ -69,6 +69,7 @@ def main(argv):
   if FLAGS.out is None:
     raise ConfigError("--out is required (the run folder to write)")
   cfg = config_from_flags()
+  results.check_out_dir(FLAGS.out, overwrite=FLAGS.overwrite)
   t0 = time.time()
   print(f"surrogate: {len(cfg.runs)} runs ({len(cfg.ops)} ops x {len(cfg.penalties)} penalties "
         f"x {len(cfg.seeds)} seeds), p={cfg.p}, {cfg.steps} steps", flush=True)

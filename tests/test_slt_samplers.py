@@ -22,11 +22,8 @@ def _setup():
 
 
 def _noise(key, tree):
-  """The ξ an update with state key `key` draws: the second half of split(key)."""
-  leaves, treedef = jax.tree.flatten(tree)
-  keys = jax.random.split(jax.random.split(key)[1], len(leaves))
-  return jax.tree.unflatten(treedef, [jax.random.normal(k, x.shape) for k, x in
-                                      zip(keys, leaves)])
+  """The ξ an update with state key `key` draws (from the second half of split(key))."""
+  return samplers._normal_like(jax.random.split(key)[1], tree)
 
 
 def _ms(x, eps=1e-6):

@@ -102,6 +102,7 @@ def _langevin(grads, params, center, noise, *, step_size, nbeta, localization,
   """Δw = −(ε/2)·G·(nβ·g + γ·(w − w*)/m) + (ε/2)·Γ + sqrt(ε·G)·ξ, leaf by leaf."""
 
   def leaf(g, w, c, xi, G, m, gam):
+    m = jnp.where(m > 0, m, 1.0)  # eps = 0 on an all-zero tensor: fall back to metric 1
     drift = nbeta * g + localization * (w - c) / m
     return -0.5 * step_size * G * drift + 0.5 * step_size * gam + jnp.sqrt(step_size * G) * xi
 

@@ -156,18 +156,18 @@ def build_data(op: str, p: int, *, seed: int, penalty: float, train_frac: float 
   if n <= crosstalk_load or is_train.all():
     raise ConfigError(f"train_frac={train_frac} leaves too few training or no test pairs at "
                       f"p={p}")
-  k_order, k_test = jax.random.split(jax.random.fold_in(jax.random.key(seed), 2))
-  train_rows = np.asarray(jax.random.permutation(k_order, np.flatnonzero(is_train)), np.int32)
-  partners = np.array(jax.random.randint(k_test, (len(targets), crosstalk_load), 0, n), np.int32)
+  rng = np.random.default_rng([seed, 2])  # numpy: no compilation per shape
+  train_rows = rng.permutation(np.flatnonzero(is_train)).astype(np.int32)
+  partners = rng.integers(0, n, (len(targets), crosstalk_load)).astype(np.int32)
   partners[train_rows] = (np.arange(n)[:, None] - np.arange(1, crosstalk_load + 1)) % n
-  f0 = init_noise * jax.random.normal(jax.random.fold_in(jax.random.key(seed), 3), (len(targets), p))
+  f0 = init_noise * rng.standard_normal((len(targets), p))
   return SFMData(
       basis=jnp.asarray(characters.character_basis(op, p)),
       key_slots=jnp.asarray(characters.key_slots(op, p)),
       row_key=jnp.asarray(characters.row_keys(op, p)),
       targets=jnp.asarray(targets), is_train=jnp.asarray(is_train),
       train_rows=jnp.asarray(train_rows), partners=jnp.asarray(partners),
-      init_logits=f0.astype(jnp.float32),
+      init_logits=jnp.asarray(f0, jnp.float32),
       crosstalk=jnp.float32(crosstalk), weight_bound=jnp.float32(weight_bound),
       penalty=jnp.float32(penalty_price(penalty, n)),
       group_sign=jnp.int32(characters.GROUPS[op][1]),
@@ -266,19 +266,21 @@ def complexity(params) -> dict[str, Array]:
           "complexity/gate_mass": 0.5 * mass}
 
 
-def planted_params(data: SFMData, *, w_mem: Array, w_group: Array, gate: float = 1.0) -> dict:
+def planted_params(data: SFMData, *, w_mem, w_group, gate: float = 1.0) -> dict:
   """Params realising given feature weights (|w| < gate·W): γ = `gate`, b(u) = sign(w)·√(|w|/g),
-  b(v) = √(|w|/g). A weight that is exactly 0 gets a closed gate (γ = −1) instead."""
+  b(v) = √(|w|/g). A weight that is exactly 0 gets a closed gate (γ = −1) instead.
+  Built with numpy (host-side, no compilation)."""
   if not 0.0 < gate <= 1.0:
     raise ConfigError(f"an open gate lies in (0, 1], got {gate}")
   c = float(np.sqrt(data.weight_bound))
 
   def family(w, size):
-    w = jnp.broadcast_to(jnp.asarray(w, jnp.float32), (size,))
-    if float(jnp.max(jnp.abs(w))) >= gate * c * c:
+    w = np.broadcast_to(np.asarray(w, np.float64), (size,))
+    if np.max(np.abs(w)) >= gate * c * c:
       raise ConfigError(f"planted weights must stay below gate·W = {gate * c * c:g}")
-    root = c * jnp.arctanh(jnp.sqrt(jnp.abs(w) / gate) / c)
-    return {"u": jnp.sign(w) * root, "v": root, "gate": jnp.where(w != 0, gate, -1.0)}
+    root = c * np.arctanh(np.sqrt(np.abs(w) / gate) / c)
+    return {"u": jnp.asarray(np.sign(w) * root, jnp.float32), "v": jnp.asarray(root, jnp.float32),
+            "gate": jnp.asarray(np.where(w != 0, gate, -1.0), jnp.float32)}
 
   return {"mem": family(w_mem, data.train_rows.shape[0]),
           "group": family(w_group, data.basis.shape[0])}
@@ -289,10 +291,10 @@ def fourier_solution(data: SFMData, scale: float = 1.0) -> dict:
 
   Σ_k cos(2πks/m) peaks only at s = 0, so it classifies every pair of the op.
   """
-  cosine = data.basis[:, 0] > 0.5  # cos(0) = 1; sines and the zero feature are 0 there
-  zero_feature = jnp.sum(data.basis != 0, axis=1) == 1
-  w_group = jnp.where(cosine | zero_feature, scale, 0.0)
-  return planted_params(data, w_mem=0.0, w_group=w_group)
+  basis = np.asarray(data.basis)
+  cosine = basis[:, 0] > 0.5  # cos(0) = 1; sines and the zero feature are 0 there
+  zero_feature = np.sum(basis != 0, axis=1) == 1
+  return planted_params(data, w_mem=0.0, w_group=np.where(cosine | zero_feature, scale, 0.0))
 
 
 def lookup_solution(data: SFMData, scale: float = 5.0) -> dict:

@@ -110,11 +110,17 @@ def map_moments(cfg: SurrogateConfig, result: SurrogateResult) -> dict[str, np.n
   return out
 
 
+def check_out_dir(out_dir: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
+  """The run folder to write; RunFolderError if it holds files and overwrite is off."""
+  out = pathlib.Path(out_dir)
+  if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    raise RunFolderError(f"{out} exists and is not empty (pass --overwrite to replace its files)")
+  return out
+
+
 def write_run_folder(cfg: SurrogateConfig, result: SurrogateResult, out_dir: str | os.PathLike,
                      *, overwrite: bool = False) -> pathlib.Path:
-  out = pathlib.Path(out_dir)
-  if out.exists() and any(out.iterdir()) and not overwrite:
-    raise RunFolderError(f"{out} exists and is not empty (pass --overwrite to replace its files)")
+  out = check_out_dir(out_dir, overwrite=overwrite)
   out.mkdir(parents=True, exist_ok=True)
   record = {
       "config": cfg.to_dict(),
