@@ -20,7 +20,8 @@ _LENSES = flags.DEFINE_list("lenses", list(LENSES), "lenses to apply: " + ",".jo
 _STEPS = flags.DEFINE_string("steps", None, "comma-separated saved steps (default: all)")
 _EVERY = flags.DEFINE_integer("every", None, "measure the saved steps that are multiples of K")
 _STEP_BATCH = flags.DEFINE_integer("step_batch", 4, "checkpoints per compiled call")
-_VMAP = flags.DEFINE_integer("vmap_size", 16, "runs x checkpoints vmapped at once")
+_VMAP = flags.DEFINE_integer("vmap_size", 1, "runs x checkpoints vmapped at once (1: a scan; "
+                             "larger values deadlocked on jaxlib 0.10.2 CPU)")
 _WORKERS = flags.DEFINE_integer("workers", 2, "BDM processes (0: in this process)")
 _N_EXAMPLES = flags.DEFINE_integer("n_examples", 256, "examples for the geometry lens")
 _GC = flags.DEFINE_string("gc_method", "exact", "exact | hutchinson (geometric complexity)")

@@ -80,7 +80,7 @@ PLANS: dict[str, Plan] = {
                  causal_random=3, causal_examples=512, llc_points=6, llc_chains=2, llc_draws=100,
                  llc_burnin=20, llc_batch=128, invariance_grid=3,
                  invariance_samplers=("sgld", "scale_invariant"), invariance_draws=60),
-    "tiny": Plan(n_examples=32, bdm_points=4, workers=0, causal_points=3, causal_pairs=16,
+    "tiny": Plan(n_examples=64, bdm_points=4, workers=0, causal_points=3, causal_pairs=16,
                  causal_random=2, causal_examples=64, llc_points=3, llc_chains=2, llc_draws=12,
                  llc_burnin=2, llc_batch=32, invariance_grid=2, invariance_samplers=("sgld",),
                  invariance_draws=8, invariance_chains=1,
@@ -147,11 +147,11 @@ def _save_timings(out: pathlib.Path, clock: Clock) -> None:
 
 # ---------------------------------------------------------------- stages
 
-def stage_train(cfg: SweepConfig, out: pathlib.Path, write) -> str:
+def stage_train(cfg: SweepConfig, out: pathlib.Path, write, devices=None) -> str:
   from grokjax import checkpoint, sweep
 
   if not (out / "config.json").is_file():
-    sweep.train_sweep(cfg, out, write=write)
+    sweep.train_sweep(cfg, out, write=write, devices=devices)
     return "done"
   saved = runio.load_config(out).to_dict()
   diff = sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v)
@@ -162,7 +162,7 @@ def stage_train(cfg: SweepConfig, out: pathlib.Path, write) -> str:
   last = int(runio.read_csv(metrics)["step"].max()) if metrics.is_file() else -1
   if last >= cfg.steps and checkpoint.list_steps(out)[-1] == cfg.steps:
     return "reused (training finished)"
-  sweep.train_sweep(cfg, out, resume=True, write=write)
+  sweep.train_sweep(cfg, out, resume=True, write=write, devices=devices)
   return "done (resumed)"
 
 
@@ -342,8 +342,11 @@ def stage_snapshots(out: pathlib.Path, cfg: SweepConfig, plan: Plan, write) -> s
 
 # ---------------------------------------------------------------- the pipeline
 
-def reproduce(cfg: SweepConfig, out, plan: Plan, *, skip=(), write=print) -> dict:
-  """Every stage into `out` (see the module docstring); returns the report's paths."""
+def reproduce(cfg: SweepConfig, out, plan: Plan, *, skip=(), write=print, devices=None) -> dict:
+  """Every stage into `out` (see the module docstring); returns the report's paths.
+
+  `devices` (default: all) are the devices the training sweep's runs axis is split over.
+  """
   bad = [s for s in skip if s not in STAGES or s in ("train", "report")]
   if bad:
     raise ConfigError(f"cannot skip {bad}; skippable: {', '.join(STAGES[1:-1])}")
@@ -352,7 +355,7 @@ def reproduce(cfg: SweepConfig, out, plan: Plan, *, skip=(), write=print) -> dic
   clock = Clock(write)
   clock(f"{len(cfg.runs)} runs x {cfg.steps} steps -> {out}")
   todo = {
-      "train": lambda: stage_train(cfg, out, clock),
+      "train": lambda: stage_train(cfg, out, clock, devices),
       "measures": lambda: stage_measures(out, plan, clock),
       "causal": lambda: stage_causal(out, cfg, plan, clock),
       "llc": lambda: stage_llc(out, cfg, plan, clock),
@@ -400,6 +403,9 @@ def cpu_device_count(n_runs: int) -> int:
 
 def main(argv):
   del argv
+  from absl import logging
+
+  logging.set_verbosity(logging.ERROR)  # orbax warns on every read-only checkpoint manager
   if _OUT.value is None:
     raise ConfigError("--out is required (the run folder to write or resume)")
   cfg = PRESETS[_PRESET.value]

@@ -24,6 +24,7 @@ import pathlib
 from typing import Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
@@ -50,7 +51,7 @@ def save(fig, stem: str | os.PathLike) -> list[pathlib.Path]:
   stem.parent.mkdir(parents=True, exist_ok=True)
   paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
   for path in paths:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI)  # callers ran tight_layout; bbox 'tight' would draw twice
   plt.close(fig)
   return paths
 
@@ -63,8 +64,30 @@ def _seed_style(seeds: Sequence, seed) -> str:
   return SEED_STYLES[list(seeds).index(seed) % len(SEED_STYLES)]
 
 
+def _short(v: float, _pos=None) -> str:
+  """Tick labels without mathtext (which is slow to draw): 1, 10, 100, 1k, 10k, 1e+06."""
+  if v <= 0:
+    return ""
+  if 1e-3 <= v < 1e3:
+    return f"{v:g}"
+  if 1e3 <= v < 1e6:
+    return f"{v / 1e3:g}k"
+  return f"{v:.0e}"
+
+
+def log_axis(ax, which: str = "x") -> None:
+  """A log scale with plain major labels and unlabelled minor ticks."""
+  axis = ax.xaxis if which == "x" else ax.yaxis
+  (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+  axis.set_major_formatter(matplotlib.ticker.FuncFormatter(_short))
+  # few minor ticks: drawing hundreds of them dominates the report's run time
+  axis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2.0, 5.0), numticks=12)
+                         if which == "x" else matplotlib.ticker.NullLocator())
+  axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def _log_x(ax) -> None:
-  ax.set_xscale("log")
+  log_axis(ax, "x")
   ax.set_xlabel("step")
 
 
@@ -110,7 +133,7 @@ def curves(metrics: dict, grok_rows: list[dict], stem, *, mark: str = "test_acc_
         _log_x(ax)
         ax.set_title(f"{op}, wd {wd:g}: {kind}")
         if kind == "loss":
-          ax.set_yscale("log")
+          log_axis(ax, "y")
         else:
           ax.set_ylim(-0.02, 1.02)
     axes[0, 0].legend(loc="center left", ncol=1)
@@ -130,8 +153,8 @@ def trajectories(panels: Sequence[tuple[dict, str, str]], metrics: dict, stem, *
   runs, ops, wds, seeds = _layout(metrics)
   rows = [(metrics, "test_acc", "test accuracy"), *panels]
   with plt.rc_context(RC):
-    fig, axes = plt.subplots(len(rows), len(wds), figsize=(3.6 * len(wds), 1.9 * len(rows)),
-                             squeeze=False, sharex=True)
+    fig, axes = plt.subplots(len(rows), len(wds), figsize=(max(3.6 * len(wds), 4.8),
+                             1.75 * len(rows)), squeeze=False, sharex=True)
     for i, (table, column, label) in enumerate(rows):
       present = set(analysis.runs_of(table)) if column in table else set()
       for r in (r for r in runs if r["run"] in present):
@@ -143,15 +166,13 @@ def trajectories(panels: Sequence[tuple[dict, str, str]], metrics: dict, stem, *
         if gen_steps and np.isfinite(gen_steps.get(r["run"], np.nan)):
           ax.axvline(max(gen_steps[r["run"]], 1), color=op_colour(r["op"]), ls=":", lw=0.8)
       for j, wd in enumerate(wds):
-        axes[i, j].set_ylabel(label if j == 0 else "")
-        axes[i, j].set_title(f"weight decay {wd:g}" if i == 0 else "")
+        axes[i, j].set_title(f"{label} (weight decay {wd:g})", fontsize=7)
         if not present:
           axes[i, j].text(0.5, 0.5, "not measured", ha="center", va="center",
                           transform=axes[i, j].transAxes, color="0.5")
     for ax in axes[-1]:
       _log_x(ax)
     for ax in axes[0]:
-      ax.set_xscale("log")
       ax.set_ylim(-0.02, 1.02)
     axes[0, -1].legend(loc="upper left", fontsize=6)
     if title:

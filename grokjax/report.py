@@ -55,6 +55,11 @@ class Table:
   rows: list[dict]
   caption: str = ""
   columns: Sequence[str] | None = None  # shown columns (the CSV keeps them all)
+  shown: list[dict] | None = None  # shown rows, if not all (the CSV keeps them all)
+
+  @property
+  def display(self) -> list[dict]:
+    return self.rows if self.shown is None else self.shown
 
 
 def fmt(v) -> str:
@@ -94,8 +99,8 @@ class Report:
     self.blocks.append(Figure(pathlib.Path(png), caption))
 
   def table(self, name: str, rows: list[dict], caption: str = "",
-            columns: Sequence[str] | None = None) -> None:
-    self.blocks.append(Table(name, list(rows), caption, columns))
+            columns: Sequence[str] | None = None, shown: list[dict] | None = None) -> None:
+    self.blocks.append(Table(name, list(rows), caption, columns, shown))
 
   # ------------------------------------------------------------ markdown
 
@@ -170,23 +175,24 @@ def _columns(t: Table) -> list[str]:
 
 def _md_table(t: Table) -> list[str]:
   lines = [f"**Table `{t.name}`.** {t.caption}".strip(), ""]
-  if not t.rows:
+  if not t.display:
     return lines + ["(no rows)"]
   cols = _columns(t)
   lines.append("| " + " | ".join(cols) + " |")
   lines.append("|" + "|".join("---" for _ in cols) + "|")
-  lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in t.rows]
+  cell = lambda v: fmt(v).replace("|", "\\|")  # a bare | would end the cell
+  lines += ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in t.display]
   return lines + ["", f"(CSV: `tables/{t.name}.csv`)"]
 
 
 def _html_table(t: Table) -> str:
   cap = f"<caption><b>Table {html.escape(t.name)}.</b> {_inline_md_to_html(t.caption)}</caption>"
-  if not t.rows:
+  if not t.display:
     return f"<table>{cap}<tr><td>(no rows)</td></tr></table>"
   cols = _columns(t)
   head = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
   body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c, '')))}</td>" for c in cols)
-                 + "</tr>" for r in t.rows)
+                 + "</tr>" for r in t.display)
   return f"<table>{cap}{head}{body}</table>"
 
 
@@ -744,7 +750,7 @@ def section_leads(ctx: Ctx) -> None:
           "lead_ci_lo", "lead_ci_hi", "lead_decades_mean", "n_before", "n_with", "n_after",
           "verdict")
   shown = [x for x in ctx.res.leads if x["n_timed"] > 0]
-  r.table("lead_summary", shown, columns=cols, caption=(
+  r.table("lead_summary", ctx.res.leads, columns=cols, shown=shown, caption=(
       "Lead of each measure over t_gen per op x weight decay and method (groups where no run "
       "was timed are left out; the CSV has every group)."))
   r.table("lead_times", ctx.res.transitions, columns=(

@@ -97,6 +97,7 @@ def test_rescaled_chain_is_the_rescaled_chain(name, invariant):
   kw = {"eps": 0.0} if invariant else {}
   grad = jax.grad(lambda p: _invariant_loss(p, x))
 
+  @jax.jit  # one compilation for both starting points
   def run(w0):
     tx = samplers.SAMPLERS[name](1e-3, nbeta=20.0, localization=5.0, key=jax.random.key(2), **kw)
     return _run(tx, w0, grad, 50)

@@ -2,8 +2,13 @@
 
 For each batch of `step_batch` saved checkpoints, the stacked parameters of every
 run are loaded, and the jittable lenses (spectral, fourier, geometry, and the
-quantisation for BDM) run as one compiled function mapped over runs x checkpoints
-(`lax.map` in chunks of `vmap_size`, a `vmap` inside each chunk). Runs are grouped by
+quantisation for BDM) run as one compiled function mapped over runs x checkpoints:
+`lax.map` in chunks of `vmap_size`, a `vmap` inside each chunk. The default
+`vmap_size=1` is a plain scan: on jaxlib 0.10.2's CPU backend a program that holds
+vmapped (batched) LAPACK calls — the SVDs of the spectral lens next to the Occam
+gate's forward pass — deadlocked here (the batched SVD kernel waits forever in
+`ParallelBatchMap`), and on a CPU a vmap over runs buys no throughput anyway. On a
+GPU, raise `vmap_size`. Runs are grouped by
 op, since the Fourier basis and the Occam-gate table depend on it. BDM is host-side:
 the quantised matrices go to a pool of `workers` processes (0: in this process)
 while the next lens work continues. After each batch the whole table is rewritten
@@ -57,7 +62,7 @@ class MeasureOptions:
   steps: tuple[int, ...] | None = None  # saved steps to measure (None: all, or --every)
   every: int | None = None  # measure the saved steps that are multiples of this
   step_batch: int = 4  # checkpoints per compiled call
-  vmap_size: int = 16  # runs x checkpoints vmapped at once inside the lax.map
+  vmap_size: int = 1  # runs x checkpoints vmapped at once inside the lax.map (1: a scan)
   workers: int = 2  # BDM processes; 0 scores BDM in this process
   n_examples: int = 256  # examples for the geometry lens
   example_seed: int = 0
@@ -159,6 +164,8 @@ def lens_fn(cfg: SweepConfig, op: str, lenses: frozenset, opts: MeasureOptions):
              if "bdm" in lenses else {})
     return scalars, codes
 
+  if opts.vmap_size <= 1:  # a scan: no batched LAPACK call (see the module docstring)
+    return jax.jit(lambda stacked: jax.lax.map(one, stacked))
   return jax.jit(lambda stacked: jax.lax.map(one, stacked, batch_size=opts.vmap_size))
 
 

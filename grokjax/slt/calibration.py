@@ -12,8 +12,13 @@ numbers, so settings differ only by their hyperparameters) as one `lax.map` over
 settings inside one `jit`; `plot_calibration` draws the traces per setting and λ̂
 against the step size, one line per localisation.
 
->>> # out = calibrate(loss_fn, params, data, key=jax.random.key(0),
->>> #                 step_sizes=[1e-5, 1e-4, 1e-3], localizations=[10, 100, 1000])
+>>> import jax, jax.numpy as jnp
+>>> x = jax.random.normal(jax.random.key(0), (100, 2))
+>>> loss = lambda w, b: 0.5 * jnp.mean((b[1] - b[0] @ w) ** 2)
+>>> out = calibrate(loss, jnp.ones(2), (x, x @ jnp.ones(2)), key=jax.random.key(1),
+...                 step_sizes=[1e-4, 1e-3], localizations=[1.0], num_draws=50)
+>>> out["llc/mean"].shape, out["loss/trace"].shape      # [settings], [settings, chains, draws]
+((2,), (2, 4, 50))
 >>> # plot_calibration(out, "calibration.png")
 """
 

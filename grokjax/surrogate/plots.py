@@ -26,6 +26,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from grokjax import runio  # noqa: E402
@@ -68,31 +69,34 @@ def _save(fig, path: pathlib.Path) -> pathlib.Path:
   return path
 
 
-def _curves(ax, cfg, table, run: int, n: int, moment_steps) -> None:
+def _curves(ax, cfg, table, run: int, n: int, moment_steps, label_right: bool) -> None:
   steps, te = _series(table, run, "test_acc")
   _, tr = _series(table, run, "train_acc")
   x = steps + 1
   ax.plot(x, te, color=GREEN, lw=2, label="test acc")
   ax.plot(x, tr, color=GREEN, lw=1, ls="--", alpha=0.6, label="train acc")
   ax.set_xscale("log")
-  ax.set_ylim(-0.02, 1.02)
-  ax.set_xlabel("step + 1")
-  ax.set_ylabel("accuracy", color=GREEN)
+  ax.set_ylim(-0.02, 1.08)
+  ax.set_xlabel("step + 1", fontsize=8)
+  ax.set_ylabel("accuracy", color=GREEN, fontsize=8)
   red = ax.twinx()
-  _, llc = _series(table, run, "complexity/llc")
+  for column, style, label in (("complexity/llc", "-", "λ_A = |A|/2"),
+                               ("complexity/gate_mass", ":", "Σg/2 (relaxed)")):
+    red.plot(x, _series(table, run, column)[1], color=RED, lw=2 if style == "-" else 1.5,
+             ls=style, label=label)
   _, fe = _series(table, run, "free_energy")
-  red.plot(x, llc, color=RED, lw=2, label="λ_A = |A|/2")
   red.plot(x, fe / math.log(n), color=RED, lw=1, ls="--", label="free energy / log n")
   red.set_yscale("log")
-  red.set_ylabel("complexity (learning-coefficient units)", color=RED)
+  if label_right:
+    red.set_ylabel("learning-coefficient units", color=RED, fontsize=8)
   for value, name in ((cfg.p ** 2 / 2, "p²/2"), (n / 2, "n/2"), (cfg.p / 2, "p/2")):
     red.axhline(value, color=GREY, lw=0.8, ls=":")
-    red.text(x[-1], value, f" {name}={value:g}", color=GREY, fontsize=7, va="center")
+    red.text(x[0], value * 1.08, f"{name}={value:g}", color=GREY, fontsize=6, va="bottom")
   for label, s in zip("abcd", moment_steps):
     ax.axvline(s + 1, color=GREY, lw=0.6)
-    ax.text(s + 1, 1.0, label, fontsize=8, ha="center", va="bottom", color=GREY)
-  lines = ax.get_lines()[:2] + red.get_lines()[:2]
-  ax.legend(lines, [l.get_label() for l in lines], fontsize=7, loc="center left")
+    ax.text(s + 1, 1.02, label, fontsize=8, ha="center", va="bottom", color=GREY)
+  lines = ax.get_lines()[:2] + red.get_lines()[:3]
+  ax.legend(lines, [l.get_label() for l in lines], fontsize=6, loc="center left")
 
 
 def _map(ax, power, title: str) -> None:
@@ -108,15 +112,16 @@ def figure5(run_dir, *, penalty: float | None = None, seed: int | None = None,
   run_dir, cfg, table, summary, maps = _load(run_dir)
   eta = pick_penalty(cfg.penalties, penalty)
   seed = cfg.seeds[0] if seed is None else seed
-  fig = plt.figure(figsize=(15, 2.9 * len(cfg.ops)))
-  grid = fig.add_gridspec(len(cfg.ops), 7, width_ratios=[3.2, 0.35, 1, 1, 1, 1, 1])
+  fig = plt.figure(figsize=(16, 3.3 * len(cfg.ops) + 0.6))
+  grid = fig.add_gridspec(len(cfg.ops), 7, width_ratios=[3.2, 0.45, 1, 1, 1, 1, 1],
+                          hspace=0.55, wspace=0.15)
   for row, op in enumerate(cfg.ops):
     r = _run_index(cfg, op, eta, seed)
     own = "dlog" if characters.GROUPS[op][0] == "dlog" else "natural"
     other = "natural" if own == "dlog" else "dlog"
     idx = maps["moment_index"][r]
     n = int(summary["n_train"][r])
-    _curves(fig.add_subplot(grid[row, 0]), cfg, table, r, n, maps["steps"][idx])
+    _curves(fig.add_subplot(grid[row, 0]), cfg, table, r, n, maps["steps"][idx], row == 0)
     fig.axes[-2].set_title(f"{op}  (p={cfg.p}, η={eta:g}, seed={seed})", fontsize=9)
     _, ent = _series(table, r, "spectral/entropy")
     for j, (label, moment) in enumerate(zip("abcd", results.MOMENTS)):
@@ -126,7 +131,8 @@ def figure5(run_dir, *, penalty: float | None = None, seed: int | None = None,
     if other in maps:
       _map(fig.add_subplot(grid[row, 6]), maps[other][r, 3], f"final, {other} basis")
   fig.suptitle("Singular Feature Machine with an Occam Gate: generalisation (green) and "
-               "complexity (red); spectral weight maps of the learned table", fontsize=10)
+               "complexity (red); spectral weight maps of the learned table (log power)",
+               fontsize=10, y=0.995)
   return _save(fig, run_dir / name)
 
 
@@ -152,8 +158,36 @@ def penalty_sweep(run_dir, *, seed: int | None = None, name: str = "penalty_swee
       ax.set_xlabel("step + 1")
   axes[0, 0].legend(fontsize=7)
   _delay_panel(axes[0, -1], cfg, summary)
-  axes[1, -1].axis("off")
+  _final_llc_panel(axes[1, -1], cfg, summary)
+  fig.tight_layout()
   return _save(fig, run_dir / name)
+
+
+def _final_llc_panel(ax, cfg, summary) -> None:
+  """λ_A at the last step against η per op, next to p²/2, n/2 and p/2."""
+  eta = summary["penalty"].astype(float)
+  x = np.where(eta > 0, eta, np.nan)
+  for op in cfg.ops:
+    sel = summary["op"] == op
+    ax.plot(x[sel], summary["llc_final"][sel], "o", label=op)
+  n = float(summary["n_train"][0])
+  for value, name in ((cfg.p ** 2 / 2, "p²/2"), (n / 2, "n/2"), (cfg.p / 2, "p/2")):
+    ax.axhline(value, color=GREY, lw=0.8, ls=":")
+    ax.text(np.nanmin(x) if np.isfinite(x).any() else 1, value * 1.1, name, fontsize=7,
+            color=GREY)
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xticks(sorted(set(x[np.isfinite(x)].tolist())))
+  _plain_log_ticks(ax)
+  ax.set_xlabel("penalty strength η")
+  ax.set_ylabel("final λ_A")
+  ax.set_title("complexity at the end (η = 0 stays at (n + p − 1)/2)", fontsize=9)
+  ax.legend(fontsize=7)
+
+
+def _plain_log_ticks(ax) -> None:
+  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+  ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
 
 
 def _delay_panel(ax, cfg, summary) -> None:
@@ -171,6 +205,8 @@ def _delay_panel(ax, cfg, summary) -> None:
   ax.plot(grid, 2 * n / (grid * math.log(n) * cfg.lr), "k--", lw=1, label="1/(λ·lr)")
   ax.set_xscale("log")
   ax.set_yscale("log")
+  ax.set_xticks(sorted(set(eta[pos].tolist())))
+  _plain_log_ticks(ax)
   ax.set_xlabel("penalty strength η")
   ax.set_ylabel("step")
   ax.set_title("delay vs penalty (η = 0: never)", fontsize=9)
@@ -226,6 +262,7 @@ def comparison(run_dir, transformer_dir: str | os.PathLike | None, *, op: str | 
       right.plot(t["step"][s][o] + 1, v / np.nanmax(np.abs(v)), color=RED, ls=next(styles),
                  label=f"{label} / max")
   right.set_title(f"transformer: {op}, wd={wd:g}, seed={seed} ({tdir.name})", fontsize=9)
+  fig.tight_layout()
   for ax in (left, right):
     ax.set_xscale("log")
     ax.set_xlabel("step + 1")

@@ -12,9 +12,10 @@ whole plane. For mul/div the same happens only in the discrete-log basis (x, y, 
 Z_p^* re-indexed by log_g, a DFT over Z_{p−1}); in the natural basis their map stays
 scattered. Both maps are computed for every run. `entropy` (normalised to [0, 1]) and
 `diag_fraction` (the share of power on a ≡ sign·b, in the op's own basis) summarise
-them. The y = 0 column is absent from the task, so it is left at zero in the natural
-grid (it smears 1/p of a diagonal's power); the log grid is complete (x = 0 rows and the
-z = 0 class are dropped).
+them. The y = 0 column is not a task pair; `y0_NxP` fills it in the natural grid (the
+training code passes the model's group part there for add/sub, which is defined at
+y = 0, and zeros for mul/div); left at zero it would smear each diagonal point into a
+line along b. The log grid is complete (x = 0 rows and the z = 0 class are dropped).
 
 >>> import numpy as np
 >>> g = GridIndex.for_p(5)
@@ -66,10 +67,14 @@ def _plane_power(grid: Array) -> Array:
   return power / jnp.maximum(jnp.sum(power), 1e-30)
 
 
-def spectral_maps(table_NxP: Array, g: GridIndex) -> dict[str, Array]:
-  """{'natural': [p, p], 'dlog': [p − 1, p − 1]} normalised power maps of a logit table."""
-  t = table_NxP - jnp.mean(table_NxP, axis=1, keepdims=True)
+def spectral_maps(table_NxP: Array, g: GridIndex, y0_PxP: Array | None = None) -> dict[str, Array]:
+  """{'natural': [p, p], 'dlog': [p − 1, p − 1]} normalised power maps of a logit table
+  (rows: the task pairs; `y0_PxP`: optional logits of the pairs (x, 0), x = 0 .. p − 1)."""
+  centre = lambda t: t - jnp.mean(t, axis=1, keepdims=True)
+  t = centre(table_NxP)
   natural = jnp.zeros((g.p, g.p, g.p), t.dtype).at[g.x, g.y].set(t)
+  if y0_PxP is not None:
+    natural = natural.at[:, 0].set(centre(y0_PxP))
   out = {"natural": _plane_power(natural)}
   if len(g.log_rows):
     m = g.p - 1

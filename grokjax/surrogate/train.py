@@ -154,7 +154,9 @@ def evaluate(params, data: model.SFMData, grid: spectra.GridIndex) -> dict[str, 
   out["free_energy"] = n * out["train_loss"] + out["complexity/llc"] * math.log(n)
   w_mem, w_group = model.feature_weights(params, data)
   out["norm/mem"], out["norm/group"] = jnp.sum(jnp.abs(w_mem)), jnp.sum(jnp.abs(w_group))
-  maps = spectra.spectral_maps(lg, grid)
+  p = data.key_slots.shape[0]
+  group_y0 = ((w_group @ data.basis)[data.key_slots])[jnp.arange(p)]  # key of (x, 0) is x
+  maps = spectra.spectral_maps(lg, grid, jnp.where(data.log_basis, 0.0, group_y0))
   own = maps["natural"]
   out["spectral/entropy"] = spectra.map_entropy(own)
   out["spectral/diag_fraction"] = spectra.diag_fraction(own, data.group_sign)

@@ -1,0 +1,102 @@
+"""experiments.measure: measures.csv rows, resuming, adding lenses, one-line errors."""
+
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from grokjax import checkpoint, runio
+from grokjax.config import SweepConfig
+from grokjax.errors import CheckpointError, ConfigError
+from grokjax.measures import complexity, spectral
+from grokjax.measures.apply import MEASURES, MeasureOptions, measure_run_dir, read_rows
+from grokjax.model import init_params
+
+CFG = SweepConfig(ops=("mul",), p=7, seeds=(0, 1), weight_decays=(1.0,), steps=4, batch_size=8,
+                  eval_every=2, ckpt_every=2, log_points=0, model="tiny")
+STEPS = (0, 2, 4)
+FAST = dict(n_examples=8, step_batch=2)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+  """A run folder with random parameters saved at STEPS (no training needed)."""
+  out = tmp_path_factory.mktemp("sweep")
+  runio.write_config(out, CFG, ["cpu"])
+  shapes = jax.eval_shape(lambda: init_params(CFG.model_config, jax.random.key(0)))
+  mgr = checkpoint.manager(out, checkpoint.PARAMS)
+  rng = np.random.default_rng(0)
+  for step in STEPS:
+    checkpoint.save(mgr, step, jax.tree.map(
+        lambda s: rng.normal(size=(len(CFG.runs), *s.shape)).astype(np.float32), shapes))
+  mgr.close()
+  return out
+
+
+def copy(folder, tmp_path) -> pathlib.Path:
+  return pathlib.Path(shutil.copytree(folder, tmp_path / "run"))
+
+
+def test_rows_match_the_lenses_called_directly(folder, tmp_path):
+  run = copy(folder, tmp_path)
+  measure_run_dir(run, MeasureOptions(workers=1, **FAST), write=lambda s: None)
+  table = runio.read_csv(run / MEASURES)
+  assert table["run"].tolist() == [0, 0, 0, 1, 1, 1] and table["step"].tolist() == [*STEPS] * 2
+  assert table["seed"].tolist() == [0, 0, 0, 1, 1, 1] and set(table["op"]) == {"mul"}
+  assert np.all(table["fourier/dlog_basis"] == 1.0)
+  for key in ("geometry/gc", "occam/class/diag_fraction", "bdm/1d/missing_blocks",
+              "block_gzip/total", "effective_rank/all"):
+    assert np.all(np.isfinite(table[key])), key
+  params = checkpoint.load_params(run, 2, index=1)
+  spec = jax.jit(spectral.spectral_measures)(params)
+  np.testing.assert_allclose(table["effective_rank/all"][4], spec["effective_rank/all"], rtol=1e-5)
+  bdm = complexity.complexity_measures(params)
+  assert table["bdm/1d/total"][4] == pytest.approx(bdm["bdm/1d/total"], rel=1e-12)
+  assert table["bdm/2d/missing_blocks"][4] == bdm["bdm/2d/missing_blocks"]
+
+
+def test_rerun_skips_measured_rows_and_adds_new_lenses(folder, tmp_path):
+  run, log = copy(folder, tmp_path), []
+  opts = lambda **kw: MeasureOptions(workers=0, **FAST, **kw)
+  measure_run_dir(run, opts(lenses=("spectral",), steps=(2,)), write=log.append)
+  first = read_rows(run / MEASURES)
+  assert sorted(first) == [(0, 2), (1, 2)]
+  measure_run_dir(run, opts(lenses=("spectral",)), write=log.append)
+  assert any("1 step(s) already measured" in line for line in log)
+  rows = read_rows(run / MEASURES)
+  assert sorted(rows) == [(r, s) for r in (0, 1) for s in STEPS]
+  assert rows[(1, 2)]["param_norm"] == first[(1, 2)]["param_norm"]
+  measure_run_dir(run, opts(lenses=("spectral", "bdm"), steps=(4,)), write=log.append)
+  rows = read_rows(run / MEASURES)
+  assert rows[(1, 4)]["bdm/2d/total"] > 0 and np.isnan(rows[(1, 2)]["bdm/2d/total"])
+  assert rows[(1, 2)]["param_norm"] == first[(1, 2)]["param_norm"]
+  log.clear()
+  measure_run_dir(run, opts(lenses=("spectral",)), write=log.append)
+  assert "3 step(s) already measured" in log[0] and len(log) == 1
+
+
+def test_bad_input_raises_one_clear_error(folder, tmp_path):
+  with pytest.raises(ConfigError, match="unknown lens nope"):
+    measure_run_dir(folder, MeasureOptions(lenses=("nope",)))
+  with pytest.raises(CheckpointError, match=r"step\(s\) \[3\] were not saved.*saved: \[0, 2, 4\]"):
+    measure_run_dir(folder, MeasureOptions(steps=(3,)))
+  with pytest.raises(ConfigError, match="--steps or --every"):
+    measure_run_dir(folder, MeasureOptions(every=2, steps=(2,)))
+  bare = tmp_path / "bare"
+  bare.mkdir()
+  shutil.copy(folder / "config.json", bare / "config.json")
+  with pytest.raises(CheckpointError, match="no checkpoints"):
+    measure_run_dir(bare, MeasureOptions())
+
+
+def test_cli_exits_2_with_one_line(folder):
+  proc = subprocess.run([sys.executable, "-m", "experiments.measure", f"--run_dir={folder}",
+                         "--steps=5"], capture_output=True, text=True, timeout=120,
+                        cwd=pathlib.Path(__file__).resolve().parents[1])
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: step(s) [5] were not saved")
