@@ -24,7 +24,8 @@ _VMAP = flags.DEFINE_integer("vmap_size", 1, "runs x checkpoints vmapped at once
                              "larger values deadlocked on jaxlib 0.10.2 CPU)")
 _WORKERS = flags.DEFINE_integer("workers", 2, "BDM processes (0: in this process)")
 _N_EXAMPLES = flags.DEFINE_integer("n_examples", 256, "examples for the geometry lens")
-_GC = flags.DEFINE_string("gc_method", "exact", "exact | hutchinson (geometric complexity)")
+_GC = flags.DEFINE_string("gc_method", "hutchinson", "hutchinson | exact (geometric complexity)")
+_PROBES = flags.DEFINE_integer("n_probes", 8, "Hutchinson probes per example")
 _LEVELS = flags.DEFINE_integer("levels", 4, "quantisation levels for BDM")
 _QUANTISE = flags.DEFINE_string("quantise", "quantile", "quantile | uniform")
 flags.mark_flag_as_required("run_dir")
@@ -37,6 +38,7 @@ def main(argv):
       lenses=tuple(_LENSES.value), steps=None if steps is None else tuple(steps),
       every=_EVERY.value, step_batch=_STEP_BATCH.value, vmap_size=_VMAP.value,
       workers=_WORKERS.value, n_examples=_N_EXAMPLES.value, gc_method=_GC.value,
+      n_probes=_PROBES.value,
       levels=_LEVELS.value, quantise=_QUANTISE.value)
   path = measure_run_dir(_RUN_DIR.value, opts)
   print(f"wrote {path}")

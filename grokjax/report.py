@@ -674,7 +674,7 @@ def section_llc(ctx: Ctx) -> None:
         f"{int(np.sum(llc['diverged']))} diverged chains in total"))
   inv = ctx.tables["llc_invariance"]
   if inv is None:
-    r.text("Sampler invariance: not measured (llc_invariance.csv is absent).")
+    r.text("Not measured: sampler invariance (llc_invariance.csv is absent).")
     return
   from grokjax.slt import invariance
 

@@ -4,6 +4,7 @@ import dataclasses
 import os
 import pathlib
 import re
+import shutil
 
 import jax
 import numpy as np
@@ -18,64 +19,76 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def tiny_cfg():
-  return dataclasses.replace(PRESETS["tiny"], steps=600)
+  return dataclasses.replace(PRESETS["tiny"], steps=300, ckpt_every=100, log_points=4)
+
+
+FAST_SKIP = ("invariance", "surrogate")  # compile-heavy; covered by the slow full run
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
+def pipeline(tmp_path_factory, tiny_run_dir):
+  """Every stage but FAST_SKIP on a copy of the session's tiny sweep (add, mul x 2 seeds)."""
   out = tmp_path_factory.mktemp("reproduce") / "run"
+  shutil.copytree(tiny_run_dir, out)
   lines = []
-  paths = reproduce.reproduce(tiny_cfg(), out, reproduce.PLANS["tiny"], write=lines.append,
-                              devices=jax.devices()[:1])  # conftest splits the CPU in 4
+  paths = reproduce.reproduce(runio.load_config(out), out, reproduce.PLANS["tiny"],
+                              skip=FAST_SKIP, write=lines.append)
   return out, paths, lines
 
 
-def finite(path, columns):
+def finite(path, columns, rows=None):
   t = runio.read_csv(path)
+  sel = slice(None) if rows is None else rows
   for c in columns:
     assert c in t, f"{path.name} lacks {c}"
-    assert np.isfinite(t[c].astype(float)).all(), f"{path.name}: {c} has non-finite values"
+    assert np.isfinite(t[c][sel].astype(float)).all(), f"{path.name}: {c} has non-finite values"
   return t
 
 
-def test_report_files_figures_and_tables(pipeline):
-  out, paths, lines = pipeline
+def check_report(out, paths, lines, skipped=()):
   md, html = paths["md"].read_text(), paths["html"].read_text()
   figs = re.findall(r"!\[Figure \d+\]\(([^)]+)\)", md)
   assert len(figs) >= 12 and html.count("data:image/png;base64,") == len(figs)
+  assert 'src="http' not in html  # self-contained
   for png in figs:
     assert (out / "report" / png).stat().st_size > 5000
     assert (out / "report" / png).with_suffix(".pdf").is_file()
-  for name in ("fig1_curves", "fig2_causal_add", "fig3a_embedding_fourier", "fig3b_fourier",
+  ops = runio.load_config(out).ops
+  for name in ("fig1_curves", f"fig2_causal_{ops[0]}", "fig3a_embedding_fourier", "fig3b_fourier",
                "fig4_bdm", "fig4_quantised", "fig5_geometry", "fig5_occam", "fig6_llc",
-               "fig6_invariance_sgld", "fig8_lead_ranking"):
+               "fig8_lead_ranking", "fig8_lead_ranking_sigmoid"):
     assert f"figures/{name}.png" in figs
-  assert "Not measured" not in md  # every lens ran
   for stage in reproduce.STAGES[1:]:
-    assert any(f"== {stage} ==" in l for l in lines)
+    assert any(f"== {stage}" in l for l in lines)
+  assert md.count("Not measured") == sum(s in ("invariance", "surrogate") for s in skipped)
   finite(out / "metrics.csv", ("train_acc", "test_acc", "test_loss"))
-  finite(out / "measures.csv", [c for src, c, _, _ in report.MEASURES if src == "measures"])
+  cols = [c for src, c, _, _ in report.MEASURES if src == "measures"]
+  m = finite(out / "measures.csv", [c for c in cols if not c.startswith(("bdm", "block", "comp"))])
+  bdm = np.isfinite(m["bdm/2d/total"])
+  assert bdm.sum() >= 3 * len(runio.load_config(out).runs)
+  finite(out / "measures.csv", [c for c in cols if c.startswith(("bdm", "block", "comp"))], bdm)
   finite(out / "llc.csv", ("llc_mean", "llc_std"))
   finite(out / "causal.csv", ("logit_diff", "prob"))
-  finite(out / "llc_invariance.csv", ("llc_mean",))
-  finite(paths["grokking"], ("train_acc_099_step", "final_test_acc"))
-  lead = finite(paths["lead_times"], ("n_samples",))
+  finite(paths["grokking"], ("train_acc_099_step", "final_test_acc", "final_train_acc"))
+  lead = runio.read_csv(paths["lead_times"])
   assert np.isfinite(lead["transition_step"]).any()
   corr = runio.read_csv(paths["correlations"])
   assert np.isfinite(corr["spearman_mean"]).mean() > 0.8
   status = runio.read_csv(paths["reproduction_status"])
   assert set(status["status"]) <= {"agrees", "differs", "mixed", "not measured"}
-  finite(paths["surrogate_final"], ("test_acc", "complexity/llc"))
+
+
+def test_report_files_figures_and_tables(pipeline):
+  check_report(*pipeline, skipped=FAST_SKIP)
+  assert (pipeline[0] / "snapshots.npz").is_file()
 
 
 def test_rerun_resumes_every_stage(pipeline):
   out, _, _ = pipeline
-  cfg, plan, quiet = tiny_cfg(), reproduce.PLANS["tiny"], lambda s: None
+  cfg, plan, quiet = runio.load_config(out), reproduce.PLANS["tiny"], lambda s: None
   assert reproduce.stage_train(cfg, out, quiet).startswith("reused")
   assert reproduce.stage_causal(out, cfg, plan, quiet) == "reused"
   assert reproduce.stage_llc(out, cfg, plan, quiet) == "reused"
-  assert reproduce.stage_invariance(out, cfg, plan, quiet) == "reused"
-  assert reproduce.stage_surrogate(out, plan, quiet) == "reused"
   assert reproduce.stage_snapshots(out, cfg, plan, quiet) == "reused"
   lines = []
   reproduce.stage_measures(out, plan, lines.append)
@@ -83,6 +96,20 @@ def test_rerun_resumes_every_stage(pipeline):
             for l in lines]
   counts = [c.groups() for c in counts if c]
   assert len(counts) == 2 and all(a == b for a, b in counts)
+
+
+@pytest.mark.slow
+def test_full_pipeline_from_scratch(tmp_path):
+  """Training included, every stage (invariance and surrogate too), then a resumed re-run."""
+  out, lines = tmp_path / "run", []
+  paths = reproduce.reproduce(tiny_cfg(), out, reproduce.PLANS["tiny"], write=lines.append,
+                              devices=jax.devices()[:1])  # conftest splits the CPU in 4
+  check_report(out, paths, lines)
+  finite(out / "llc_invariance.csv", ("llc_mean",))
+  finite(paths["surrogate_final"], ("test_acc", "complexity/llc"))
+  plan, quiet = reproduce.PLANS["tiny"], lambda s: None
+  assert reproduce.stage_invariance(out, tiny_cfg(), plan, quiet) == "reused"
+  assert reproduce.stage_surrogate(out, plan, quiet) == "reused"
 
 
 def test_bad_input(tmp_path):
