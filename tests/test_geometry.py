@@ -28,7 +28,7 @@ def random_params(cfg, seed):
 def test_gc_of_a_linear_map_is_its_squared_frobenius_norm():
   w = jnp.asarray(np.random.default_rng(0).normal(size=(5, 3, 4)), jnp.float32)
   xs = jnp.asarray(np.random.default_rng(1).normal(size=(6, 3, 4)), jnp.float32)
-  f = lambda x: jnp.einsum("vtd,td->v", w, x)
+  f = lambda x: jnp.einsum("vtd,ntd->nv", w, x)
   np.testing.assert_allclose(geometry.jacobian_sq_norm(f, xs), jnp.sum(w**2), rtol=1e-5)
   est = geometry.jacobian_sq_norm(f, xs, method="hutchinson", n_probes=2000, key=jax.random.key(0))
   np.testing.assert_allclose(est, jnp.sum(w**2), rtol=0.05)
@@ -38,7 +38,7 @@ def test_gc_of_a_linear_map_is_its_squared_frobenius_norm():
 
 def test_gc_of_a_nonlinear_map():
   xs = jnp.asarray(np.random.default_rng(2).normal(size=(9, 4)), jnp.float32)
-  np.testing.assert_allclose(geometry.jacobian_sq_norm(jnp.sin, xs, batch_size=4),
+  np.testing.assert_allclose(geometry.jacobian_sq_norm(jnp.sin, xs, batch_size=3),
                              jnp.mean(jnp.sum(jnp.cos(xs) ** 2, axis=1)), rtol=1e-5)
 
 
@@ -68,20 +68,27 @@ def batch():
 
 def test_model_measures_and_vmapped_equals_looped(batch):
   trees = [random_params(CFG, 0), random_params(CFG, 1)]
-  fn = lambda q: geometry.geometry_measures(CFG, q, *batch)
+  fn = lambda q: {**geometry.geometry_measures(CFG, q, *batch),
+                  "hutchinson": geometry.geometry_measures(
+                      CFG, q, *batch, method="hutchinson", n_probes=256,
+                      key=jax.random.key(0))["geometry/gc"]}
   vm = jax.jit(jax.vmap(fn))(jax.tree.map(lambda *a: jnp.stack(a), *trees))
   one = [jax.jit(fn)(t) for t in trees]
   assert set(vm) == {"geometry/gc", "geometry/agop_frob", "geometry/agop_trace",
                      "geometry/agop_eff_rank", "geometry/participation/blocks.0.resid_post",
-                     "geometry/participation/blocks.1.resid_post"}
+                     "geometry/participation/blocks.1.resid_post", "hutchinson"}
+  np.testing.assert_allclose(vm["hutchinson"], vm["geometry/gc"], rtol=0.1)
   for k in vm:
     np.testing.assert_allclose(vm[k], np.stack([o[k] for o in one]), rtol=2e-4)
-  # AGOP trace is the mean squared norm of the per-example loss gradients
+  # against per-example autodiff: GC from jacrev, AGOP trace = mean ||grad loss_i||^2
   model = Transformer(CFG)
   v = {"params": trees[0]}
-  loss = lambda x, y: optax.softmax_cross_entropy_with_integer_labels(
-      model.apply(v, x[None], method=model.from_embeddings)[0], y)
+  logits = lambda x: model.apply(v, x[None], method=model.from_embeddings)[0]
+  loss = lambda x, y: optax.softmax_cross_entropy_with_integer_labels(logits(x), y)
   x = model.apply(v, batch[0], method=model.embed)
-  g = jax.jit(jax.vmap(jax.grad(loss)))(x, batch[1])
+  jac, g = jax.jit(lambda x, y: (jax.vmap(jax.jacrev(logits))(x), jax.vmap(jax.grad(loss))(x, y)))(
+      x, batch[1])
+  np.testing.assert_allclose(one[0]["geometry/gc"], jnp.mean(jnp.sum(jac**2, axis=(1, 2, 3))),
+                             rtol=1e-4)
   np.testing.assert_allclose(one[0]["geometry/agop_trace"], jnp.mean(jnp.sum(g**2, axis=(1, 2))),
                              rtol=1e-4)

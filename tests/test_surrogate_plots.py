@@ -13,8 +13,9 @@ from grokjax.surrogate import plots, results, train
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-  cfg = train.SurrogateConfig(ops=("add", "div"), p=7, penalties=(0.0, 1.0), seeds=(0,),
-                              steps=40, eval_points=5)
+  # the same grid as tests/test_surrogate_train.py: one compilation serves both files
+  cfg = train.SurrogateConfig(ops=("add", "mul"), p=11, penalties=(0.0, 1.0), seeds=(0,),
+                              steps=60, eval_points=5)
   return results.write_run_folder(cfg, train.train(cfg), tmp_path_factory.mktemp("sfm"))
 
 
@@ -44,6 +45,7 @@ def test_pick_penalty_prefers_the_median_positive_one():
   assert plots.pick_penalty((0.0, 0.3, 1.0), 0.25) == 0.3
 
 
+@pytest.mark.slow
 def test_the_command_line_writes_a_run_folder(tmp_path):
   out = tmp_path / "cli"
   root = pathlib.Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@
   re-indexing).
 * `penalty_sweep`: test accuracy and λ_A for every penalty strength η, and the
   generalisation step against η next to the predicted cleanup time 1/(λ·lr).
-* `comparison`: the same proxies, each divided by its maximum, for the SFM and for a
+* `comparison`: the same proxies, each rescaled to [0, 1], for the SFM and for a
   transformer run folder (metrics.csv, and llc.csv / measures.csv when they exist) on
   the same axes.
 
@@ -213,10 +213,16 @@ def _delay_panel(ax, cfg, summary) -> None:
   ax.legend(fontsize=7)
 
 
-TRANSFORMER_PROXIES = (("llc.csv", "llc_mean", "LLC (SGLD)"),
+TRANSFORMER_PROXIES = (("llc.csv", "llc_mean", "LLC (first sampler)"),
                        ("metrics.csv", "spectral_entropy/all", "spectral entropy"),
-                       ("measures.csv", "bdm/total", "BDM"),
-                       ("metrics.csv", "param_norm", "parameter norm"))
+                       ("measures.csv", "bdm/2d/total", "BDM (2-D)"),
+                       ("measures.csv", "block_gzip/total", "block-gzip"))
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+  """(v − min) / (max − min): each proxy on [0, 1], so falls of any size share an axis."""
+  lo, hi = np.nanmin(v), np.nanmax(v)
+  return (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
 
 
 def comparison(run_dir, transformer_dir: str | os.PathLike | None, *, op: str | None = None,
@@ -237,8 +243,7 @@ def comparison(run_dir, transformer_dir: str | os.PathLike | None, *, op: str | 
     left.plot(steps + 1, te, color=GREEN, lw=2, label="test acc")
     for column, style, label in (("complexity/llc", "-", "λ_A"),
                                  ("spectral/entropy", "--", "spectral entropy (table)")):
-      _, v = _series(table, r, column)
-      left.plot(steps + 1, v / np.nanmax(v), color=RED, ls=style, label=f"{label} / max")
+      left.plot(steps + 1, _unit(_series(table, r, column)[1]), color=RED, ls=style, label=label)
     left.set_title(f"SFM: {op}, η={eta:g}", fontsize=9)
   wd = float(np.max(metrics["weight_decay"]))
   seed = int(np.min(metrics["seed"]))
@@ -256,16 +261,17 @@ def comparison(run_dir, transformer_dir: str | os.PathLike | None, *, op: str | 
     if column not in t:
       continue
     s = keep(t)
+    if "sampler" in t:  # llc.csv may hold several samplers per step: the first one
+      s &= t["sampler"] == t["sampler"][0]
     o = np.argsort(t["step"][s])
     v = t[column][s][o].astype(float)
     if len(v):
-      right.plot(t["step"][s][o] + 1, v / np.nanmax(np.abs(v)), color=RED, ls=next(styles),
-                 label=f"{label} / max")
+      right.plot(t["step"][s][o] + 1, _unit(v), color=RED, ls=next(styles), label=label)
   right.set_title(f"transformer: {op}, wd={wd:g}, seed={seed} ({tdir.name})", fontsize=9)
   fig.tight_layout()
   for ax in (left, right):
     ax.set_xscale("log")
     ax.set_xlabel("step + 1")
     ax.legend(fontsize=7)
-  left.set_ylabel("accuracy; proxy / its max")
+  left.set_ylabel("accuracy;  (proxy − min) / (max − min)")
   return _save(fig, run_dir / name)

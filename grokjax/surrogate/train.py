@@ -26,6 +26,7 @@ family, `complexity/llc` = λ_A, `complexity/gate_mass`, `free_energy` = n·L_n 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -126,7 +127,8 @@ def scale_rates(mem_factor: float, gate: float) -> optax.GradientTransformation:
 
 
 def make_optimizer(cfg: SurrogateConfig, n_train: int) -> optax.GradientTransformation:
-  return optax.chain(scale_rates(cfg.mem_rate * n_train, cfg.gate_rate), optax.sgd(cfg.lr))
+  """SGD with the per-family rates (the one `train` uses for this config)."""
+  return _programs(cfg.lr, cfg.mem_rate * n_train, cfg.gate_rate, cfg.p)[0]
 
 
 def project_gates(params) -> dict:
@@ -187,21 +189,28 @@ def build_runs(cfg: SurrogateConfig) -> tuple[model.SFMData, dict]:
   return stack(datas), stack(params)
 
 
-def train(cfg: SurrogateConfig) -> SurrogateResult:
-  """Trains every run of the grid together; returns tidy rows and the spectral maps."""
-  cfg.validate()
-  data, params = build_runs(cfg)
-  n_train = int(data.train_rows.shape[1])
-  tx = make_optimizer(cfg, n_train)
-  grid = spectra.GridIndex.for_p(cfg.p)
-  state = SFMState(params, jax.vmap(tx.init)(params))
+@functools.lru_cache(maxsize=8)
+def _programs(lr: float, mem_factor: float, gate_rate: float, p: int):
+  """(optimizer, advance, measure) compiled once per setting and reused across calls."""
+  tx = optax.chain(scale_rates(mem_factor, gate_rate), optax.sgd(lr))
+  grid = spectra.GridIndex.for_p(p)
 
   @jax.jit
   def advance(state, data, k):
     step = jax.vmap(lambda s, d: train_step(tx, s, d))
     return jax.lax.fori_loop(0, k, lambda i, s: step(s, data), state)
 
-  measure = jax.jit(jax.vmap(lambda p, d: evaluate(p, d, grid)))
+  measure = jax.jit(jax.vmap(lambda prm, d: evaluate(prm, d, grid)))
+  return tx, advance, measure
+
+
+def train(cfg: SurrogateConfig) -> SurrogateResult:
+  """Trains every run of the grid together; returns tidy rows and the spectral maps."""
+  cfg.validate()
+  data, params = build_runs(cfg)
+  n_train = int(data.train_rows.shape[1])
+  tx, advance, measure = _programs(cfg.lr, cfg.mem_rate * n_train, cfg.gate_rate, cfg.p)
+  state = SFMState(params, jax.vmap(tx.init)(params))
   rows, maps, done = [], {}, 0
   for t in cfg.eval_steps:
     state = advance(state, data, jnp.int32(t - done))
