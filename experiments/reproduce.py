@@ -110,11 +110,14 @@ class Clock:
 # ---------------------------------------------------------------- helpers
 
 def log_spaced(saved: list[int], n: int, first: int = 100) -> list[int]:
-  """Up to n saved steps nearest (on a log scale) to geomspace(first, last, n)."""
+  """Up to n saved steps nearest (on a log scale) to geomspace(first, last, n).
+
+  `first` (the paper's first checkpoint, 100) is lowered to last / 10 for short runs.
+  """
   pos = [s for s in saved if s > 0]
   if not pos or n < 1:
     return saved[-1:]
-  lo = min(pos, key=lambda s: abs(math.log(s / min(first, pos[-1]))))
+  lo = min(pos, key=lambda s: abs(math.log(s / min(first, max(pos[-1] / 10, 1)))))
   targets = np.geomspace(lo, pos[-1], n)
   return sorted({min(pos, key=lambda s: abs(math.log(s / t))) for t in targets})
 
