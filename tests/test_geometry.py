@@ -68,16 +68,12 @@ def batch():
 
 def test_model_measures_and_vmapped_equals_looped(batch):
   trees = [random_params(CFG, 0), random_params(CFG, 1)]
-  fn = lambda q: {**geometry.geometry_measures(CFG, q, *batch),
-                  "hutchinson": geometry.geometry_measures(
-                      CFG, q, *batch, method="hutchinson", n_probes=256,
-                      key=jax.random.key(0))["geometry/gc"]}
+  fn = lambda q: geometry.geometry_measures(CFG, q, *batch)
   vm = jax.jit(jax.vmap(fn))(jax.tree.map(lambda *a: jnp.stack(a), *trees))
   one = [jax.jit(fn)(t) for t in trees]
   assert set(vm) == {"geometry/gc", "geometry/agop_frob", "geometry/agop_trace",
                      "geometry/agop_eff_rank", "geometry/participation/blocks.0.resid_post",
-                     "geometry/participation/blocks.1.resid_post", "hutchinson"}
-  np.testing.assert_allclose(vm["hutchinson"], vm["geometry/gc"], rtol=0.1)
+                     "geometry/participation/blocks.1.resid_post"}
   for k in vm:
     np.testing.assert_allclose(vm[k], np.stack([o[k] for o in one]), rtol=2e-4)
   # against per-example autodiff: GC from jacrev, AGOP trace = mean ||grad loss_i||^2

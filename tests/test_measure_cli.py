@@ -14,7 +14,8 @@ from grokjax import checkpoint, runio
 from grokjax.config import SweepConfig
 from grokjax.errors import CheckpointError, ConfigError
 from grokjax.measures import complexity, spectral
-from grokjax.measures.apply import MEASURES, MeasureOptions, measure_run_dir, read_rows
+from grokjax.measures.apply import (MEASURES, MeasureOptions, example_subset, measure_run_dir,
+                                    read_rows)
 from grokjax.model import init_params
 
 CFG = SweepConfig(ops=("mul",), p=7, seeds=(0, 1), weight_decays=(1.0,), steps=4, batch_size=8,
@@ -44,12 +45,14 @@ def copy(folder, tmp_path) -> pathlib.Path:
 
 def test_rows_match_the_lenses_called_directly(folder, tmp_path):
   run = copy(folder, tmp_path)
-  measure_run_dir(run, MeasureOptions(workers=1, **FAST), write=lambda s: None)
+  # geometry is left out: its compile is the slowest, and tests/test_geometry covers it
+  measure_run_dir(run, MeasureOptions(lenses=("spectral", "fourier", "bdm"), workers=1, **FAST),
+                  write=lambda s: None)
   table = runio.read_csv(run / MEASURES)
   assert table["run"].tolist() == [0, 0, 0, 1, 1, 1] and table["step"].tolist() == [*STEPS] * 2
   assert table["seed"].tolist() == [0, 0, 0, 1, 1, 1] and set(table["op"]) == {"mul"}
   assert np.all(table["fourier/dlog_basis"] == 1.0)
-  for key in ("geometry/gc", "occam/class/diag_fraction", "bdm/1d/missing_blocks",
+  for key in ("occam/class/diag_fraction", "bdm/1d/missing_blocks",
               "block_gzip/total", "effective_rank/all"):
     assert np.all(np.isfinite(table[key])), key
   params = checkpoint.load_params(run, 2, index=1)
@@ -58,6 +61,14 @@ def test_rows_match_the_lenses_called_directly(folder, tmp_path):
   bdm = complexity.complexity_measures(params)
   assert table["bdm/1d/total"][4] == pytest.approx(bdm["bdm/1d/total"], rel=1e-12)
   assert table["bdm/2d/missing_blocks"][4] == bdm["bdm/2d/missing_blocks"]
+
+
+def test_example_subset_is_fixed_and_spans_the_table():
+  a, ta = example_subset(CFG, "mul", 10, seed=0)
+  b, tb = example_subset(CFG, "mul", 10, seed=0)
+  np.testing.assert_array_equal(a, b)
+  assert len(np.unique(a, axis=0)) == 10 and np.all(ta == (a[:, 0] * a[:, 2]) % CFG.p)
+  assert len(example_subset(CFG, "mul", 1000, seed=0)[1]) == CFG.p * (CFG.p - 1)
 
 
 def test_rerun_skips_measured_rows_and_adds_new_lenses(folder, tmp_path):

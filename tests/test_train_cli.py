@@ -17,7 +17,7 @@ from grokjax.errors import ConfigError
 
 def flag_values(**given):
   names = [*SWEEP_LIST_FLAGS, *SWEEP_SCALAR_FLAGS, "lr", "train_frac"]
-  return types.SimpleNamespace(**{n: None for n in names}, **given)
+  return types.SimpleNamespace(**{**{n: None for n in names}, **given})
 
 
 @pytest.mark.parametrize("given, message", [
