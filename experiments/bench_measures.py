@@ -22,6 +22,7 @@ import platform
 import re
 import statistics
 import time
+import warnings
 
 import jax
 import numpy as np
@@ -92,7 +93,19 @@ def bench_bdm(params, repeats) -> list[tuple[str, float, float]]:
     first, steady = timed(lambda: complexity.bdm_measures(codes, **kw), repeats)
     rows.append((name, first, steady))
     print(f"{name}: {steady:.3f} s per run-checkpoint", flush=True)
+  first, steady = timed(lambda: pybdm_direct(codes), repeats)
+  rows.append(("reference: pybdm's own BDM.bdm, both encodings", first, steady))
   return rows
+
+
+def pybdm_direct(codes: dict) -> float:
+  """The same two totals through pybdm's own (per-block Python) code path."""
+  pybdm = complexity.import_pybdm()
+  b2, b1 = pybdm.BDM(ndim=2), pybdm.BDM(ndim=1, nsymbols=4)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", pybdm.exceptions.BDMRuntimeWarning)  # counted elsewhere
+    two = sum(b2.bdm(p.astype(int)) for c in codes.values() for p in complexity.gray_planes(c))
+    return two + sum(b1.bdm(c.reshape(-1).astype(int)) for c in codes.values())
 
 
 def table(cfg, lens_rows, bdm_rows) -> str:

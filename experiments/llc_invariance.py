@@ -1,17 +1,21 @@
 """How each sampler's LLC moves under function-preserving rescalings of a trained model.
 
   python -m experiments.llc_invariance --run_dir=runs/quick --ops=sub --weight_decays=1
-  python -m experiments.llc_invariance --run_dir=runs/quick --run=0 --grid=30 --span=10 \
+  python -m experiments.llc_invariance --run_dir=runs/quick --run=0 --grid=30 \
+      --alpha_range=0.1,10 --beta_range=0.1,10 \
       --samplers=sgld,scale_invariant --step_sizes=1e-4,1e-4
 
 For one run at one checkpoint (--step, default the last), rescales the model by α on
 the residual stream and β on each MLP (`grokjax.slt.rescaling`) over a
---grid x --grid log grid from 1/--span to --span (the paper uses 30 x 30) and
+--grid x --grid log grid over --alpha_range x --beta_range (the paper uses 30 x 30) and
 estimates the LLC at every point with each sampler, all points with the same chain
 keys. Writes DIR/llc_invariance.csv (sampler, α, β, λ̂, the change of the initial loss,
 ...) and one heat map per sampler, DIR/llc_invariance_<sampler>.png. A sampler is
 invariant when its map is flat. With the paper model's GELU the β direction changes
-the function a little (see init_loss_change); pass a ReLU run for an exact β.
+the function (see init_loss_change); train with --activation=relu for an exact β.
+Small α makes LayerNorm's eps matter when the residual stream is small (weight decay
+shrinks it): init_loss_change shows where the rescaled model is still the same
+function, and only there is a moving λ̂ the sampler's fault.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ _LOCALIZATIONS = flags.DEFINE_list("localizations", ["100", "100", "1", "1"],
                                    "localisation γ per sampler (one value: the same for all)")
 _NBETA = flags.DEFINE_string("nbeta", "n", "nβ: 'n' (n/log n), 'batch' (b/log b) or a number")
 _GRID = flags.DEFINE_integer("grid", 5, "grid points per axis (the paper: 30)")
-_SPAN = flags.DEFINE_float("span", 10.0, "factors from 1/span to span")
+_ALPHAS = flags.DEFINE_list("alpha_range", ["0.1", "10"], "α from lo to hi (log grid)")
+_BETAS = flags.DEFINE_list("beta_range", ["0.1", "10"], "β from lo to hi (log grid)")
 _CHAINS = flags.DEFINE_integer("num_chains", 4, "chains per estimate")
 _DRAWS = flags.DEFINE_integer("num_draws", 200, "steps per chain, burn-in included")
 _BURNIN = flags.DEFINE_integer("num_burnin", 50, "steps discarded at the start of each chain")
@@ -62,6 +67,16 @@ def pick_run(cfg) -> int:
         and (_SEEDS.value is None or s.seed in map(int, _SEEDS.value))):
       return i
   raise ConfigError("no run of the folder matches --ops/--weight_decays/--seeds")
+
+
+def floats(values: list[str], name: str) -> list[float]:
+  try:
+    out = [float(v) for v in values]
+  except ValueError as e:
+    raise ConfigError(f"--{name}: {e}") from e
+  if len(out) != 2:
+    raise ConfigError(f"--{name} takes two values, lo,hi; got {values}")
+  return out
 
 
 def per_sampler(values: list[str], name: str) -> list[float]:
@@ -87,15 +102,16 @@ def main(argv):
   params = checkpoint.load_params(run_dir, step, index=run)
   data = apply.train_data(cfg, run)
   loss_fn = apply.make_loss_fn(cfg)
-  grid = invariance.log_grid(_GRID.value, _SPAN.value)
+  alphas = invariance.log_grid(_GRID.value, *floats(_ALPHAS.value, "alpha_range"))
+  betas = invariance.log_grid(_GRID.value, *floats(_BETAS.value, "beta_range"))
   rows = []
   settings = zip(_SAMPLERS.value, per_sampler(_STEP_SIZES.value, "step_sizes"),
                  per_sampler(_LOCALIZATIONS.value, "localizations"))
   for sampler, eps, gam in settings:
-    print(f"llc_invariance: {sampler} (ε={eps:g}, γ={gam:g}) on a {len(grid)}x{len(grid)} grid, "
-          f"{cfg.runs[run].label}, step {step}")
+    print(f"llc_invariance: {sampler} (ε={eps:g}, γ={gam:g}) on a {len(alphas)}x{len(betas)} "
+          f"grid, {cfg.runs[run].label}, step {step}")
     out = invariance.rescaling_grid(
-        loss_fn, params, data, key=jax.random.key(_SEED.value), alphas=grid, betas=grid,
+        loss_fn, params, data, key=jax.random.key(_SEED.value), alphas=alphas, betas=betas,
         sampler=sampler, step_size=eps, localization=gam, nbeta=_NBETA.value,
         num_chains=_CHAINS.value, num_draws=_DRAWS.value, num_burnin=_BURNIN.value,
         batch_size=min(_BATCH.value, int(data[1].shape[0])), eval_chunk=cfg.eval_chunk)

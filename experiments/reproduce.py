@@ -75,11 +75,13 @@ PLANS: dict[str, Plan] = {
     "cpu-quick": Plan(gc_method="hutchinson", n_examples=128, bdm_points=10, causal_pairs=128,
                       causal_random=3, causal_examples=512, llc_points=6, llc_chains=2,
                       llc_draws=100, llc_burnin=20, llc_batch=128, invariance_grid=3,
-                      invariance_samplers=("sgld", "scale_invariant"), invariance_draws=60),
+                      invariance_samplers=("sgld", "scale_invariant"), invariance_draws=60,
+                      surrogate=dict(seeds=(0,))),
     "demo": Plan(gc_method="hutchinson", n_examples=128, bdm_points=8, causal_pairs=128,
                  causal_random=3, causal_examples=512, llc_points=6, llc_chains=2, llc_draws=100,
                  llc_burnin=20, llc_batch=128, invariance_grid=3,
-                 invariance_samplers=("sgld", "scale_invariant"), invariance_draws=60),
+                 invariance_samplers=("sgld", "scale_invariant"), invariance_draws=60,
+                 surrogate=dict(ops=("sub",), p=47, penalties=(0.0, 0.3, 1.0), seeds=(0,))),
     "tiny": Plan(n_examples=64, bdm_points=4, workers=0, causal_points=3, causal_pairs=16,
                  causal_random=2, causal_examples=64, llc_points=3, llc_chains=2, llc_draws=12,
                  llc_burnin=2, llc_batch=32, invariance_grid=2, invariance_samplers=("sgld",),
@@ -258,19 +260,18 @@ def stage_invariance(out: pathlib.Path, cfg: SweepConfig, plan: Plan, write) -> 
 
 
 def stage_surrogate(out: pathlib.Path, plan: Plan, write) -> str:
+  from grokjax.surrogate import results
   from grokjax.surrogate import train as sfm
 
   folder = out / "surrogate"
-  if (folder / "surrogate.csv").is_file():
-    return "reused"
   cfg = dataclasses.replace(sfm.SurrogateConfig(), **(plan.surrogate or {}))
-  write(f"surrogate: ops {cfg.ops}, p {cfg.p}, penalties {cfg.penalties}, {cfg.steps} steps")
-  folder.mkdir(exist_ok=True)
+  if (folder / "surrogate.csv").is_file() and results.load_config(folder) == cfg:
+    return "reused"
+  write(f"surrogate: ops {cfg.ops}, p {cfg.p}, penalties {cfg.penalties}, seeds {cfg.seeds}, "
+        f"{cfg.steps} steps")
   res = sfm.train(cfg)
-  (folder / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-  runio.write_csv(folder / "surrogate.csv", res.rows)
-  np.savez_compressed(folder / "maps.npz", steps=np.asarray(res.steps), **res.maps)
-  return f"done ({len(res.rows)} rows)"
+  results.write_run_folder(cfg, res, folder, overwrite=True)
+  return f"done ({len(cfg.runs)} runs)"
 
 
 def snapshot_fn(cfg: SweepConfig, op: str, matrix: str):

@@ -24,6 +24,7 @@ import math
 import os
 import pathlib
 import re
+import shutil
 from typing import Callable, Sequence
 
 import numpy as np
@@ -703,22 +704,42 @@ def section_llc(ctx: Ctx) -> None:
 def section_surrogate(ctx: Ctx) -> None:
   r = ctx.report
   r.heading("7. The theory surrogate (Singular Feature Machine with an Occam Gate)")
+  folder = ctx.run_dir / "surrogate"
   sfm = ctx.tables["surrogate"]
   if sfm is None:
     r.text("Not measured: the surrogate stage did not run (surrogate/surrogate.csv is absent).")
     return
-  figs = sorted((ctx.run_dir / "surrogate").glob("*.png"))
-  for png in figs:
-    r.figure(png, ctx.cap(f"Surrogate figure `{png.name}` (drawn by grokjax.surrogate).",
-                          "see surrogate/config.json", runs="the SFM grid in surrogate/"))
-  last = max(sfm["step"].tolist())
-  sel = sfm["step"] == last
-  cols = [c for c in ("op", "penalty", "seed", "step", "train_acc", "test_acc", "complexity/llc",
-                      "free_energy") if c in sfm]
-  rows = [{c: _py(sfm[c][i]) for c in cols} for i in np.flatnonzero(sel)]
-  r.table("surrogate_final", rows, caption=(
-      "The SFM at its last step per op x penalty x seed: accuracies and the analytic complexity "
-      "proxy (learning coefficient of the active set)."))
+  from grokjax.surrogate import plots as splots
+
+  scfg = json.loads((folder / "config.json").read_text())["config"]
+  runs = (f"the SFM grid in surrogate/: ops {', '.join(scfg['ops'])}, p = {scfg['p']}, penalties "
+          f"{', '.join(f'{x:g}' for x in scfg['penalties'])}, seeds "
+          f"{', '.join(str(x) for x in scfg['seeds'])}, {scfg['steps']} steps")
+  sets = f"lr {scfg['lr']:g}, train fraction {scfg['train_frac']:g} (surrogate/config.json)"
+  figs = [(splots.figure5(folder), "The paper's Fig. 5 in our terms (a documented reconstruction "
+           "of the SFM): left, test accuracy (green) against the complexity proxies (red: the "
+           "learning coefficient of the active set λ_A and the spectral entropy of the learned "
+           "table) on a log step axis; right, log spectral power of the learned table in the "
+           "group's Fourier basis at init, memorisation, switch and the end."),
+          (splots.penalty_sweep(folder), "Test accuracy and λ_A against step for each Occam-gate "
+           "penalty η, and the delay and final λ_A against η.")]
+  comp = splots.comparison(folder, ctx.run_dir)
+  if comp is not None:
+    figs.append((comp, "The surrogate's normalised proxies (left) next to the transformer "
+                       "proxies of this run folder (right), both beside test accuracy."))
+  for png, what in figs:
+    png = pathlib.Path(png)
+    for ext in (".png", ".pdf"):  # a copy, so that the report folder stands alone
+      if png.with_suffix(ext).is_file():
+        shutil.copyfile(png.with_suffix(ext), (ctx.fig_dir / f"fig7_sfm_{png.stem}").with_suffix(ext))
+    r.figure(ctx.fig_dir / f"fig7_sfm_{png.stem}.png", ctx.cap(what, sets, runs=runs))
+  summary = read_if(folder / "summary.csv")
+  if summary is not None:
+    rows = [{k: _py(summary[k][i]) for k in summary} for i in range(len(summary["op"]))]
+    r.table("surrogate_summary", rows, caption=(
+        "Per SFM run (grokjax.surrogate.results.summarize): memorisation and generalisation "
+        "steps, the complexity proxy λ_A at start, memorisation and end, and reference values "
+        "(p²/2, n/2, (p-1)/2, p/2)."))
 
 
 def section_leads(ctx: Ctx) -> None:

@@ -172,3 +172,25 @@ def test_correlation_table():
   corr = {(r["op"], r["measure"]): r for r in analysis.correlation_table(rows)}
   assert corr["add", "early"]["spearman_max"] < -0.8 and corr["add", "early"]["n_runs"] == 2
   assert abs(corr["add", "flat"]["spearman_mean"]) < 0.6
+
+
+def test_verdict():
+  assert analysis.verdict(["before", "before"]) == "before"
+  assert analysis.verdict(["after", "after", ""]) == "after"
+  assert analysis.verdict(["with", "with"]) == "with"
+  assert analysis.verdict(["before", "after"]) == "mixed"
+  assert analysis.verdict(["before", ""]) == "n/a"  # one run with both steps is not enough
+
+
+def test_grokking_change_compares_plateau_with_after():
+  m, q = synthetic_tables(ops=("add",))
+  rows = analysis.grokking_change(m, q, "late")
+  assert len(rows) == 2
+  for r in rows:  # planted: 5 on the plateau, 2 long after grokking
+    assert r["plateau"] == pytest.approx(5.0, abs=0.01)
+    assert r["after"] == pytest.approx(2.0, abs=0.05)
+    assert r["rel_change"] == pytest.approx(-0.6, abs=0.01)
+  early = analysis.grokking_change(m, q, "early")  # already moving on the plateau
+  assert all(4.0 < r["plateau"] < 4.9 for r in early)
+  m, q = synthetic_tables(ops=("add",), wds=(0.0,))
+  assert analysis.grokking_change(m, q, "early") == []  # never generalised

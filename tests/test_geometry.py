@@ -15,7 +15,7 @@ from grokjax.measures import geometry
 from grokjax.model import Transformer, init_params
 
 P = 7
-CFG = dataclasses.replace(MODEL_PRESETS["tiny"], vocab_size=P + 2)
+CFG = dataclasses.replace(MODEL_PRESETS["tiny"], vocab_size=P + 2, n_layers=1)  # small compiles
 
 
 def random_params(cfg, seed):
@@ -72,8 +72,7 @@ def test_model_measures_and_vmapped_equals_looped(batch):
   vm = jax.jit(jax.vmap(fn))(jax.tree.map(lambda *a: jnp.stack(a), *trees))
   one = [jax.jit(fn)(t) for t in trees]
   assert set(vm) == {"geometry/gc", "geometry/agop_frob", "geometry/agop_trace",
-                     "geometry/agop_eff_rank", "geometry/participation/blocks.0.resid_post",
-                     "geometry/participation/blocks.1.resid_post"}
+                     "geometry/agop_eff_rank", "geometry/participation/blocks.0.resid_post"}
   for k in vm:
     np.testing.assert_allclose(vm[k], np.stack([o[k] for o in one]), rtol=2e-4)
   # against per-example autodiff: GC from jacrev, AGOP trace = mean ||grad loss_i||^2

@@ -111,7 +111,7 @@ def test_full_pipeline_from_scratch(tmp_path):
                               devices=jax.devices()[:1])  # conftest splits the CPU in 4
   check_report(out, paths, lines)
   finite(out / "llc_invariance.csv", ("llc_mean",))
-  finite(paths["surrogate_final"], ("test_acc", "complexity/llc"))
+  finite(paths["surrogate_summary"], ("llc_init", "llc_final"))
   plan, quiet = reproduce.PLANS["tiny"], lambda s: None
   assert reproduce.stage_llc(out, tiny_cfg(), plan, quiet) == "reused"
   assert reproduce.stage_invariance(out, tiny_cfg(), plan, quiet) == "reused"

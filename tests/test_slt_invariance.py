@@ -54,7 +54,9 @@ def test_grid_is_flat_for_the_scale_invariant_sampler(relu_model):
 
 
 def test_log_grid():
-  g = invariance.log_grid(5, 10.0)
+  g = invariance.log_grid(5, 0.1, 10.0)
   np.testing.assert_allclose(g, [0.1, 10**-0.5, 1.0, 10**0.5, 10.0], rtol=1e-6)
   with pytest.raises(ConfigError):
-    invariance.log_grid(0, 10.0)
+    invariance.log_grid(0, 0.1, 10.0)
+  with pytest.raises(ConfigError):
+    invariance.log_grid(3, 0.0, 10.0)

@@ -150,7 +150,8 @@ def test_complexity_proxy_equals_its_closed_form_and_the_jacobian_rank(op, cross
   rng = np.random.default_rng(1)
   for n_mem, n_group in ((0, 3), (5, 0), (7, 4), (n, 1)):
     w_mem = np.zeros(n, np.float32)
-    w_mem[rng.choice(n, n_mem, replace=False)] = rng.uniform(0.5, 2, n_mem) * rng.choice([-1, 1], n_mem)
+    signs = rng.choice([-1, 1], n_mem)
+    w_mem[rng.choice(n, n_mem, replace=False)] = rng.uniform(0.5, 2, n_mem) * signs
     w_group = np.zeros(k, np.float32)
     w_group[rng.choice(k, n_group, replace=False)] = rng.uniform(0.5, 2, n_group)
     params = model.planted_params(data, w_mem=w_mem, w_group=w_group, gate=0.6)

@@ -10,7 +10,7 @@ inside one `jit` — so the map of λ̂ over the grid shows how much the estimat
 the model) moves. The paper draws 30 × 30 grids; `plot_invariance` draws one heat map.
 
 >>> # out = rescaling_grid(loss_fn, params, data, key=jax.random.key(0),
->>> #                      alphas=np.geomspace(0.1, 10, 5), betas=np.geomspace(0.1, 10, 5),
+>>> #                      alphas=log_grid(5, 0.1, 10), betas=log_grid(5, 0.1, 10),
 >>> #                      sampler="scale_invariant", step_size=1e-4, localization=100.0)
 """
 
@@ -27,11 +27,11 @@ from grokjax.slt import llc as llc_lib
 from grokjax.slt.rescaling import rescale
 
 
-def log_grid(size: int, span: float) -> np.ndarray:
-  """`size` log-spaced factors from 1/span to span (1 is on the grid when size is odd)."""
-  if size < 1 or not span >= 1:
-    raise ConfigError(f"a rescaling grid needs size >= 1 and span >= 1, got {size}, {span}")
-  return np.geomspace(1.0 / span, span, size) if size > 1 else np.ones(1)
+def log_grid(size: int, lo: float, hi: float) -> np.ndarray:
+  """`size` log-spaced factors from lo to hi (size 1: their geometric mean)."""
+  if size < 1 or not 0 < lo <= hi:
+    raise ConfigError(f"a rescaling grid needs size >= 1 and 0 < lo <= hi, got {size}, {lo}, {hi}")
+  return np.geomspace(lo, hi, size) if size > 1 else np.array([np.sqrt(lo * hi)])
 
 
 def _grid_impl(loss_fn, params, data, key, alphas, betas, step_size, nbeta, localization, *,

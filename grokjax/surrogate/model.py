@@ -56,7 +56,7 @@ Complexity proxy (derivation). Let A = {j : γ_j > 0} be the open gates. Near a 
 per-example constants (which a softmax cannot see) and θ* is a critical point of L_n in
 the factors,
 
-    K(θ) = L_n(θ) − L_n(θ*) = (w_A − w_A*)ᵀ H (w_A − w_A*) + o(‖w_A − w_A*‖²),  H ≻ 0,
+    K(θ) = L_n(θ) − L_n(θ*) = (w_A − w_A*)ᵀ H (w_A − w_A*) + o(‖w_A − w_A*‖²),   H ≻ 0
 
 because the cross-entropy is strictly convex in the logits modulo those constants.
 Closed features do not enter K at all (their γ lies in the flat region γ < 0), so they
@@ -270,8 +270,9 @@ def complexity(params) -> dict[str, Array]:
 
 
 def planted_params(data: SFMData, *, w_mem, w_group, gate: float = 1.0) -> dict:
-  """Params realising given feature weights (|w| < gate·W): γ = `gate`, b(u) = sign(w)·√(|w|/g),
-  b(v) = √(|w|/g). A weight that is exactly 0 gets a closed gate (γ = −1) instead.
+  """Params realising given feature weights (|w| < gate·W): γ = `gate`,
+  b(u) = sign(w)·√(|w|/g), b(v) = √(|w|/g); a weight that is exactly 0 gets a closed
+  gate (γ = −1) instead.
   Built with numpy (host-side, no compilation)."""
   if not 0.0 < gate <= 1.0:
     raise ConfigError(f"an open gate lies in (0, 1], got {gate}")

@@ -2,15 +2,16 @@
 
 Optimiser: full-batch gradient descent (`optax.sgd`) on L_n + Ω (see `model`), from a
 small random start, with the gates projected onto γ ≤ 1 after every step. Choice of
-time scales (the one asymmetry the surrogate cannot produce by itself, see
-`/work/notes/surrogate.md`): the gradients of the memorising factors are multiplied
+time scales (the one asymmetry the surrogate cannot produce by itself; BUILD_NOTES.md,
+surrogate section): the gradients of the memorising factors are multiplied
 by `mem_rate · n`, i.e. each lookup entry learns at the rate of its own example (a
 fixed Jacobi preconditioner: a lookup entry touches 1 training example, a character
 all n; the kernel regime in which a wide network memorises), and the group factors
 start smaller (`group_init` < `mem_init`: a feature that has to be grown). Without the
 first, plain gradient descent on a linear-in-features model learns the coherent group
 features first (they receive n times the gradient) and there is no memorisation
-phase; with equal inits the same happens.
+phase; with equal inits the same happens (measured at p = 31: test accuracy 1.0 at
+step 41 before train ≥ 0.99 at 51, and test ≥ 0.95 at step 17, respectively).
 
 Records at log-spaced steps: train/test loss and (strict) accuracy, open gates per
 family, `complexity/llc` = λ_A, `complexity/gate_mass`, `free_energy` = n·L_n +
