@@ -2,17 +2,18 @@
 
   python -m experiments.bench_causal                 # both parts
   python -m experiments.bench_causal --part=speed
-  python -m experiments.bench_causal --part=memory --gpt_pairs=4,8 --gpt_batches=4,16
+  python -m experiments.bench_causal --part=memory --gpt_runs=384:2:4,16:4:4,16:16:4,16:16:16
 
 speed:  all 8 heads of the paper model (2 x 4), 256 prompt pairs of x + y mod 97, all
         three metrics with standard errors: compile time, then the median of --repeats
         calls (target < 1 s after compilation on a 2-core CPU). Also the cumulative
         ablation curves (importance + 5 random orders, 9 points each).
-memory: the 24 x 16-head GPT-2-medium shape (d 1024, random weights), every head patched
-        for --gpt_pairs pairs with --gpt_batches prompts per forward pass, each in a fresh
+memory: the 24 x 16-head GPT-2-medium shape (d 1024, random weights); each
+        --gpt_runs item heads:pairs:max_batch patches the first `heads` heads (384 = all)
+        for `pairs` pairs with at most `max_batch` prompts per forward pass, in a fresh
         process. The peak resident memory of the patching call (VmHWM, reset just before
         it) minus the memory held before it shows that the extra memory follows the chunk
-        size (--max_batch), not the number of pairs.
+        size (max_batch), not the number of pairs or of heads.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from absl import app, flags
 
 _PART = flags.DEFINE_enum("part", "all", ["all", "speed", "memory", "memory_child"], "what to run")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "timed calls after compilation")
-_GPT_PAIRS = flags.DEFINE_list("gpt_pairs", ["4", "8"], "pair counts for the memory part")
-_GPT_BATCHES = flags.DEFINE_list("gpt_batches", ["4", "16"], "max_batch values for the memory part")
+_GPT_RUNS = flags.DEFINE_list("gpt_runs", ["384:2:4", "16:4:4", "16:16:4", "16:16:16"],
+                              "memory part: heads:pairs:max_batch items")
+_HEADS = flags.DEFINE_integer("heads", 384, "memory_child: heads patched")
 _PAIRS = flags.DEFINE_integer("pairs", 4, "memory_child: pairs")
 _MAX_BATCH = flags.DEFINE_integer("max_batch", 4, "memory_child: prompts per forward pass")
 
@@ -82,18 +84,38 @@ def _rss_kb(field: str) -> int:
   raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def memory_child(n_pairs: int, max_batch: int) -> dict:
+def random_params(cfg):
+  """N(0, 0.02) weights (LayerNorm scales 1) of the model's shapes: cheap to make."""
+  import jax
+  import jax.numpy as jnp
+
+  from grokjax.model import init_params
+
+  shapes = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))
+  leaves, tree = jax.tree.flatten_with_path(shapes)
+
+  @jax.jit
+  def make(key):
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(tree, [
+        jnp.ones(s.shape, s.dtype) if str(getattr(p[-1], "key", "")) == "scale"
+        else 0.02 * jax.random.normal(k, s.shape, s.dtype) for k, (p, s) in zip(keys, leaves)])
+
+  return make(jax.random.key(0))
+
+
+def memory_child(n_heads: int, n_pairs: int, max_batch: int) -> dict:
   import jax
 
   from grokjax.causal import patching
   from grokjax.causal.pairs import sample_pairs
   from grokjax.config import MODEL_PRESETS
-  from grokjax.model import init_params
 
   cfg = MODEL_PRESETS["gpt2-medium"]
-  params = jax.block_until_ready(jax.jit(lambda k: init_params(cfg, k))(jax.random.key(0)))
+  params = jax.block_until_ready(random_params(cfg))
   pairs = sample_pairs("add", 97, n_pairs, key=jax.random.key(1))
-  fn = patching.patching_fn(cfg, max_batch=max_batch)
+  heads = [(l, h) for l in range(cfg.n_layers) for h in range(cfg.n_heads)][:n_heads]
+  fn = patching.patching_fn(cfg, heads=heads, max_batch=max_batch)
   t0 = time.perf_counter()
   compiled = fn.lower(params, pairs).compile()  # compile first: its memory is not the chunk's
   compile_s = time.perf_counter() - t0
@@ -103,38 +125,40 @@ def memory_child(n_pairs: int, max_batch: int) -> dict:
   out = jax.block_until_ready(compiled(params, pairs))
   run_s = time.perf_counter() - t0
   peak = _rss_kb("VmHWM")
-  assert all(bool(jax.numpy.isfinite(out[f"{m}/mean"]).all()) for m in ("logit_diff", "prob"))
-  return {"pairs": n_pairs, "max_batch": max_batch, "heads": cfg.n_layers * cfg.n_heads,
+  assert all(bool(jax.numpy.isfinite(out[f"{m}/mean"][:n_heads // cfg.n_heads]).all())
+             for m in ("logit_diff", "prob"))
+  return {"pairs": n_pairs, "max_batch": max_batch, "heads": n_heads,
           "compile_s": compile_s, "run_s": run_s, "rss_before_mib": before / 1024,
           "peak_mib": peak / 1024, "extra_mib": (peak - before) / 1024}
 
 
-def memory(pairs: list[int], batches: list[int]) -> list[dict]:
+def memory(specs: list[str]) -> list[dict]:
   rows = []
-  for b in batches:
-    for n in pairs:
-      res = subprocess.run([sys.executable, "-m", "experiments.bench_causal", "--part=memory_child",
-                            f"--pairs={n}", f"--max_batch={b}"], capture_output=True, text=True)
-      if res.returncode != 0:
-        raise RuntimeError(res.stderr[-3000:])
-      row = json.loads(res.stdout.strip().splitlines()[-1])
-      rows.append(row)
-      print(f"gpt2-medium shape, {row['heads']} heads, {n} pairs, max_batch {b}: run "
-            f"{row['run_s']:.1f}s (compile {row['compile_s']:.1f}s), RSS before "
-            f"{row['rss_before_mib']:.0f} MiB, peak {row['peak_mib']:.0f} MiB, "
-            f"extra {row['extra_mib']:.0f} MiB", flush=True)
+  for spec in specs:
+    k, n, b = (int(v) for v in spec.split(":"))
+    res = subprocess.run([sys.executable, "-m", "experiments.bench_causal", "--part=memory_child",
+                          f"--heads={k}", f"--pairs={n}", f"--max_batch={b}"],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+      raise RuntimeError(res.stderr[-3000:])
+    row = json.loads(res.stdout.strip().splitlines()[-1])
+    rows.append(row)
+    print(f"gpt2-medium shape, {k} heads, {n} pairs, max_batch {b}: run "
+          f"{row['run_s']:.1f}s (compile {row['compile_s']:.1f}s), RSS before "
+          f"{row['rss_before_mib']:.0f} MiB, peak {row['peak_mib']:.0f} MiB, "
+          f"extra {row['extra_mib']:.0f} MiB", flush=True)
   return rows
 
 
 def main(argv):
   del argv
   if _PART.value == "memory_child":
-    print(json.dumps(memory_child(_PAIRS.value, _MAX_BATCH.value)))
+    print(json.dumps(memory_child(_HEADS.value, _PAIRS.value, _MAX_BATCH.value)))
     return
   if _PART.value in ("all", "speed"):
     speed(_REPEATS.value)
   if _PART.value in ("all", "memory"):
-    memory([int(v) for v in _GPT_PAIRS.value], [int(v) for v in _GPT_BATCHES.value])
+    memory(_GPT_RUNS.value)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 from grokjax import checkpoint, runio
 from grokjax.config import SweepConfig
 from grokjax.errors import CheckpointError, ConfigError
-from grokjax.measures import complexity, spectral
+from grokjax.measures import apply, complexity, spectral
 from grokjax.measures.apply import (MEASURES, MeasureOptions, example_subset, measure_run_dir,
                                     read_rows)
 from grokjax.model import init_params
@@ -22,6 +22,7 @@ CFG = SweepConfig(ops=("mul",), p=7, seeds=(0, 1), weight_decays=(1.0,), steps=4
                   eval_every=2, ckpt_every=2, log_points=0, model="tiny")
 STEPS = (0, 2, 4)
 FAST = dict(n_examples=8, step_batch=2)
+LENS_FN = apply.lens_fn
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +72,17 @@ def test_example_subset_is_fixed_and_spans_the_table():
   assert len(example_subset(CFG, "mul", 1000, seed=0)[1]) == CFG.p * (CFG.p - 1)
 
 
-def test_rerun_skips_measured_rows_and_adds_new_lenses(folder, tmp_path):
+def test_rerun_skips_measured_rows_and_adds_new_lenses(folder, tmp_path, monkeypatch):
   run, log = copy(folder, tmp_path), []
-  opts = lambda **kw: MeasureOptions(workers=0, **FAST, **kw)
+  opts = lambda **kw: MeasureOptions(workers=0, **{**FAST, **kw})
   measure_run_dir(run, opts(lenses=("spectral",), steps=(2,)), write=log.append)
   first = read_rows(run / MEASURES)
   assert sorted(first) == [(0, 2), (1, 2)]
-  measure_run_dir(run, opts(lenses=("spectral",)), write=log.append)
+  built = []
+  monkeypatch.setattr(apply, "lens_fn", lambda *a: built.append(a) or LENS_FN(*a))
+  measure_run_dir(run, opts(lenses=("spectral",), step_batch=1), write=log.append)
   assert any("1 step(s) already measured" in line for line in log)
+  assert len(built) == 1  # two batches, one compiled function
   rows = read_rows(run / MEASURES)
   assert sorted(rows) == [(r, s) for r in (0, 1) for s in STEPS]
   assert rows[(1, 2)]["param_norm"] == first[(1, 2)]["param_norm"]

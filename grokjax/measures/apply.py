@@ -224,8 +224,9 @@ def _measure_batch(run_dir, cfg, batch, rows, opts, fns, pool) -> None:
   futures = []
   for op, idx in groups.items():
     params = jax.tree.map(lambda *a: np.concatenate([x[idx] for x in a]), *stacked)
-    fn = fns.setdefault((op, need), lens_fn(cfg, op, need, opts))
-    scalars, codes = jax.device_get(fn(params))
+    if (op, need) not in fns:  # one compiled function per op and lens set, reused by batches
+      fns[(op, need)] = lens_fn(cfg, op, need, opts)
+    scalars, codes = jax.device_get(fns[(op, need)](params))
     for j, (s, i) in enumerate((s, i) for s in steps for i in idx):
       row = rows.setdefault((i, s), {**runio.run_fields(i, cfg.runs[i]), "step": s})
       row.update({k: float(v[j]) for k, v in scalars.items()})

@@ -81,27 +81,53 @@ def invariance_rows(out: dict[str, np.ndarray], **fields) -> list[dict]:
            "diverged": int(out["diverged/count"][i])} for i in range(len(out["alpha"]))]
 
 
+def _log_edges(centres: np.ndarray) -> np.ndarray:
+  """Cell edges for log-spaced centres (geometric midpoints, ends mirrored)."""
+  logc = np.log(centres)
+  if len(logc) == 1:
+    return np.exp(logc[0] + np.array([-0.5, 0.5]))
+  mid = (logc[1:] + logc[:-1]) / 2
+  return np.exp(np.concatenate([[2 * logc[0] - mid[0]], mid, [2 * logc[-1] - mid[-1]]]))
+
+
 def plot_invariance(out: dict[str, np.ndarray], path: str | os.PathLike, title: str = "") -> None:
-  """Heat map of λ̂ over log α × log β, annotated with its spread over the grid."""
+  """Heat maps over log α × log β: λ̂, and how much the rescaling changed L_n(w*).
+
+  Only where the second map is ~0 is the rescaled model the same function, so only
+  there does a change of λ̂ measure the sampler rather than the model.
+  """
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
   alphas, betas = np.unique(out["alpha"]), np.unique(out["beta"])
-  z = out["llc/mean"].reshape(len(alphas), len(betas))
-  fig, ax = plt.subplots(figsize=(4.8, 4.0))
-  mesh = ax.pcolormesh(betas, alphas, z, shading="nearest", cmap="viridis")
-  ax.set_xscale("log")
-  ax.set_yscale("log")
-  ax.set_xlabel("β (MLP: fc_in ×β, fc_out ×1/β)")
-  ax.set_ylabel("α (residual stream)")
-  fig.colorbar(mesh, ax=ax, label="λ̂")
+  shape = (len(alphas), len(betas))
+  z = out["llc/mean"].reshape(shape)
+  base = out["loss/init"].reshape(shape)
+  i0 = np.argmin(np.abs(np.log(out["alpha"])) + np.abs(np.log(out["beta"])))
+  dz = base - out["loss/init"][i0]
+  fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.0))
+  for ax, grid, label, cmap in ((axes[0], z, "λ̂", "viridis"),
+                                (axes[1], dz, f"L_n(w*) − L_n at (α, β) = "
+                                 f"({out['alpha'][i0]:.3g}, {out['beta'][i0]:.3g})", "coolwarm")):
+    lim = np.nanmax(np.abs(grid)) if cmap == "coolwarm" else None
+    mesh = ax.pcolormesh(_log_edges(betas), _log_edges(alphas), grid, cmap=cmap,
+                         vmin=-lim if lim else None, vmax=lim)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("β (MLP: fc_in ×β, fc_out ×1/β)")
+    ax.set_ylabel("α (residual stream)")
+    fig.colorbar(mesh, ax=ax, label=label)
+    if max(shape) <= 8:
+      for i, a in enumerate(alphas):
+        for j, b in enumerate(betas):
+          ax.text(b, a, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=6, color="w"
+                  if cmap == "viridis" else "k")
   finite = z[np.isfinite(z)]
-  spread = (f"λ̂ in [{finite.min():.3g}, {finite.max():.3g}], "
-            f"max/min {finite.max() / finite.min():.2g}" if finite.size and finite.min() > 0
-            else "")
-  ax.set_title(f"{title}\n{spread}", fontsize=8)
+  spread = (f"λ̂ in [{finite.min():.3g}, {finite.max():.3g}]" if finite.size else "all diverged")
+  axes[0].set_title(f"{title}\n{spread}", fontsize=8)
+  axes[1].set_title("change of the initial loss (0: same function)", fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
