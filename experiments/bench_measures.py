@@ -15,6 +15,13 @@ every lens does not depend on their values.
 
 from __future__ import annotations
 
+import os
+
+# jaxlib's CPU LAPACK kernels (the SVDs of the spectral and geometry lenses) run on
+# OpenBLAS; its worker threads made one 128x512 SVD take ~0.8 s instead of 5 ms on the
+# shared 2-core machine. Must be set before JAX loads; an explicit setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import dataclasses
 import datetime
 import pathlib
@@ -25,7 +32,6 @@ import time
 import warnings
 
 import jax
-import numpy as np
 from absl import app, flags
 
 from grokjax.cli import run_main
@@ -85,7 +91,8 @@ def bench_bdm(params, repeats) -> list[tuple[str, float, float]]:
   t = time.perf_counter()
   complexity.ctm_table(complexity.TABLE_2D), complexity.ctm_table(complexity.table_1d(4))
   rows = [("load CTM tables (once per process)", time.perf_counter() - t, float("nan"))]
-  for name, kw in [("BDM 2-D (Gray bit-planes, CTM-B2-D4x4)", dict(encodings=("2d",), extras=False)),
+  for name, kw in [("BDM 2-D (Gray bit-planes, CTM-B2-D4x4)",
+                    dict(encodings=("2d",), extras=False)),
                    ("BDM 1-D (CTM-B4-D12)", dict(encodings=("1d",), extras=False)),
                    ("BDM both encodings", dict(extras=False)),
                    ("block-gzip + zlib + lzma", dict(encodings=(), extras=True)),

@@ -33,6 +33,7 @@ from grokjax.cli import run_main, use_cpu_devices
 from grokjax.config import PRESETS, SweepConfig
 from grokjax.errors import ConfigError, RunFolderError
 
+SNAPSHOT_FORMAT = 2  # bumped when snapshot_fn's arrays change, so old files are recomputed
 STAGES = ("train", "measures", "causal", "llc", "invariance", "surrogate", "snapshots", "report")
 
 
@@ -42,7 +43,7 @@ class Plan:
 
   measure_lenses: tuple[str, ...] = ("spectral", "fourier", "geometry")
   measure_every: int | None = None  # cheap lenses: every saved step (None) or multiples of K
-  bdm_points: int | None = None  # BDM at this many log-spaced saved steps (None: every step)
+  bdm_points: int | None = None  # BDM at this many log-spaced saved steps (None: as above)
   gc_method: str = "exact"
   n_examples: int = 256  # geometry lens examples
   workers: int = 2  # BDM processes
@@ -59,7 +60,7 @@ class Plan:
   llc_burnin: int = 50
   llc_batch: int = 512
   invariance_grid: int = 5  # grid points per axis (the paper: 30)
-  invariance_span: float = 10.0
+  invariance_range: tuple[float, float] = (0.1, 10.0)  # α and β from lo to hi (log grid)
   invariance_samplers: tuple[str, ...] = ("sgld", "rmsprop_sgld", "scale_invariant", "riemannian")
   invariance_draws: int = 100
   invariance_chains: int = 2
@@ -70,14 +71,13 @@ class Plan:
 
 
 PLANS: dict[str, Plan] = {
-    "paper": Plan(measure_lenses=("spectral", "fourier", "geometry"), measure_every=1000,
-                  bdm_points=40, llc_points=16, invariance_grid=30),
-    "cpu-quick": Plan(gc_method="hutchinson", n_examples=128, bdm_points=10, causal_pairs=128,
+    "paper": Plan(measure_every=1000, llc_points=16, invariance_grid=30),
+    "cpu-quick": Plan(gc_method="hutchinson", n_examples=128, causal_pairs=128,
                       causal_random=3, causal_examples=512, llc_points=6, llc_chains=2,
                       llc_draws=100, llc_burnin=20, llc_batch=128, invariance_grid=3,
                       invariance_samplers=("sgld", "scale_invariant"), invariance_draws=60,
                       surrogate=dict(seeds=(0,))),
-    "demo": Plan(gc_method="hutchinson", n_examples=128, bdm_points=8, causal_pairs=128,
+    "demo": Plan(gc_method="hutchinson", n_examples=128, causal_pairs=128,
                  causal_random=3, causal_examples=512, llc_points=6, llc_chains=2, llc_draws=100,
                  llc_burnin=20, llc_batch=128, invariance_grid=3,
                  invariance_samplers=("sgld", "scale_invariant"), invariance_draws=60,
@@ -171,7 +171,23 @@ def stage_train(cfg: SweepConfig, out: pathlib.Path, write, devices=None) -> str
   return "done (resumed)"
 
 
-def stage_measures(out: pathlib.Path, plan: Plan, write) -> str:
+def _measured(out: pathlib.Path, n_runs: int, steps: list[int], lenses) -> bool:
+  """Whether measures.csv has every lens's sentinel column at every run x step."""
+  from grokjax.measures.apply import SENTINEL
+
+  path = out / "measures.csv"
+  if not path.is_file():
+    return False
+  t = runio.read_csv(path)
+  cols = [SENTINEL[l] for l in lenses]
+  if any(c not in t for c in cols):
+    return False
+  ok = np.all([np.isfinite(t[c]) for c in cols], axis=0)
+  have = set(zip(t["run"][ok].tolist(), t["step"][ok].tolist()))
+  return all((r, s) in have for r in range(n_runs) for s in steps)
+
+
+def stage_measures(out: pathlib.Path, n_runs: int, plan: Plan, write) -> str:
   from grokjax import checkpoint
   from grokjax.measures.apply import MeasureOptions, measure_run_dir
 
@@ -179,11 +195,13 @@ def stage_measures(out: pathlib.Path, plan: Plan, write) -> str:
   common = dict(n_examples=plan.n_examples, gc_method=plan.gc_method, workers=plan.workers)
   cheap = [s for s in saved if plan.measure_every is None or s % plan.measure_every == 0]
   cheap = sorted(set(cheap) | set(log_spaced(saved, 8, first=1)) | {saved[-1]})
-  measure_run_dir(out, MeasureOptions(lenses=plan.measure_lenses, steps=tuple(cheap), **common),
-                  write=write)
-  bdm = saved if plan.bdm_points is None else log_spaced(saved, plan.bdm_points, first=1)
+  bdm = cheap if plan.bdm_points is None else log_spaced(saved, plan.bdm_points, first=1)
   bdm = sorted(set(bdm) | {0})
-  measure_run_dir(out, MeasureOptions(lenses=("bdm",), steps=tuple(bdm), **common), write=write)
+  jobs = [(plan.measure_lenses, cheap), (("bdm",), bdm)]
+  if all(_measured(out, n_runs, steps, lenses) for lenses, steps in jobs):
+    return "reused"
+  for lenses, steps in jobs:
+    measure_run_dir(out, MeasureOptions(lenses=lenses, steps=tuple(steps), **common), write=write)
   return f"done ({len(cheap)} steps; BDM at {len(bdm)})"
 
 
@@ -221,6 +239,12 @@ def stage_llc(out: pathlib.Path, cfg: SweepConfig, plan: Plan, write) -> str:
   return f"done (steps {steps})"
 
 
+# (step size ε, localisation γ) per sampler: experiments.llc_invariance's defaults (the
+# scale-invariant samplers localise in relative units, so their γ is on another scale).
+SAMPLER_SETTINGS = {"sgld": (1e-4, 100.0), "rmsprop_sgld": (1e-5, 100.0),
+                    "scale_invariant": (0.05, 1.0), "riemannian": (0.05, 1.0)}
+
+
 def invariance_run(cfg: SweepConfig) -> int:
   """The run whose final model the invariance grid rescales: largest weight decay, first op/seed."""
   wd = max(s.weight_decay for s in cfg.runs)
@@ -242,19 +266,20 @@ def stage_invariance(out: pathlib.Path, cfg: SweepConfig, plan: Plan, write) -> 
   run, step = invariance_run(cfg), checkpoint.list_steps(out)[-1]
   params = checkpoint.load_params(out, step, index=run)
   data = apply.train_data(cfg, run)
-  grid = invariance.log_grid(plan.invariance_grid, plan.invariance_span)
+  grid = invariance.log_grid(plan.invariance_grid, *plan.invariance_range)
   rows = []
   for sampler in plan.invariance_samplers:
-    write(f"invariance: {sampler} on a {len(grid)}x{len(grid)} grid, run {run} step {step}")
+    eps, gam = SAMPLER_SETTINGS[sampler]
+    write(f"invariance: {sampler} (ε={eps:g}, γ={gam:g}) on a {len(grid)}x{len(grid)} grid, "
+          f"run {run} step {step}")
     res = invariance.rescaling_grid(
         apply.make_loss_fn(cfg), params, data, key=jax.random.key(plan.seed), alphas=grid,
-        betas=grid, sampler=sampler, step_size=plan.llc_step_size,
-        localization=plan.llc_localization, num_chains=plan.invariance_chains,
-        num_draws=plan.invariance_draws, num_burnin=plan.invariance_draws // 5,
+        betas=grid, sampler=sampler, step_size=eps, localization=gam,
+        num_chains=plan.invariance_chains, num_draws=plan.invariance_draws,
+        num_burnin=plan.invariance_draws // 5,
         batch_size=min(plan.llc_batch, int(data[1].shape[0])), eval_chunk=cfg.eval_chunk)
     rows += invariance.invariance_rows(res, **runio.run_fields(run, cfg.runs[run]), step=step,
-                                       sampler=sampler, step_size=plan.llc_step_size,
-                                       localization=plan.llc_localization)
+                                       sampler=sampler, step_size=eps, localization=gam)
   runio.write_csv(path, rows)
   return f"done ({len(plan.invariance_samplers)} samplers x {n} points)"
 
@@ -281,7 +306,9 @@ def snapshot_fn(cfg: SweepConfig, op: str, matrix: str):
   Fourier frequency (freq, cyclic = share of variance on that plane); pca: the same
   rows on their top two principal components; matrix: the 4-level quartile code of
   one weight matrix (what BDM scores); occam: the 2-D DFT power of the correct-answer
-  logit table (diag = share on the op's diagonal family).
+  logit table (diag = share on the op's diagonal family); occam_class: the same pooled
+  over the per-class logit tables (class_diag), which lack the answer table's
+  per-output-token offset (see grokjax.measures.fourier).
   """
   import jax
   import jax.numpy as jnp
@@ -301,9 +328,11 @@ def snapshot_fn(cfg: SweepConfig, op: str, matrix: str):
            "cyclic": cyc["fourier/cyclic_score"], "pca": centred @ pcs.T,
            "matrix": complexity.quantise(weight_matrices(params)[matrix])}
     if op in fourier.GROUP_OPS:
-      table = fourier.answer_logit_table(mc, params, p=p, op=op)
+      table, classes = fourier.logit_tables(mc, params, p=p, op=op)
       occ = fourier.occam_gate(table, op=op, basis=basis)
-      out.update(occam=occ["occam/power"], diag=occ["occam/diag_fraction"])
+      cls = fourier.occam_gate(classes, op=op, basis=basis, prefix="class")
+      out.update(occam=occ["occam/power"], diag=occ["occam/diag_fraction"],
+                 occam_class=cls["class/power"], class_diag=cls["class/diag_fraction"])
     return out
 
   return jax.jit(one)
@@ -320,7 +349,7 @@ def compute_snapshots(out: pathlib.Path, cfg: SweepConfig, steps: list[int], *, 
   runs = [i for i, s in enumerate(cfg.runs) if s.seed == first]
   fns = {op: snapshot_fn(cfg, op, matrix) for op in {cfg.runs[i].op for i in runs}}
   arrays = {"steps": np.asarray(steps), "runs": np.asarray(runs),
-            "matrix_name": np.asarray(matrix)}
+            "matrix_name": np.asarray(matrix), "format": np.asarray(SNAPSHOT_FORMAT)}
   for step in steps:
     stacked = checkpoint.load_stacked_params(out, step)
     for r in runs:
@@ -337,7 +366,9 @@ def stage_snapshots(out: pathlib.Path, cfg: SweepConfig, plan: Plan, write) -> s
   steps = log_spaced(checkpoint.list_steps(out), plan.snapshot_points)
   if path.is_file():
     with np.load(path) as old:
-      if set(old["steps"].tolist()) == set(steps) and str(old["matrix_name"]) == plan.snapshot_matrix:
+      same = ("format" in old and int(old["format"]) == SNAPSHOT_FORMAT
+              and str(old["matrix_name"]) == plan.snapshot_matrix)
+      if same and set(old["steps"].tolist()) == set(steps):
         return "reused"
   arrays = compute_snapshots(out, cfg, steps, matrix=plan.snapshot_matrix, write=write)
   np.savez_compressed(path, **arrays)
@@ -360,7 +391,7 @@ def reproduce(cfg: SweepConfig, out, plan: Plan, *, skip=(), write=print, device
   clock(f"{len(cfg.runs)} runs x {cfg.steps} steps -> {out}")
   todo = {
       "train": lambda: stage_train(cfg, out, clock, devices),
-      "measures": lambda: stage_measures(out, plan, clock),
+      "measures": lambda: stage_measures(out, len(cfg.runs), plan, clock),
       "causal": lambda: stage_causal(out, cfg, plan, clock),
       "llc": lambda: stage_llc(out, cfg, plan, clock),
       "invariance": lambda: stage_invariance(out, cfg, plan, clock),
@@ -395,8 +426,13 @@ def _report(out, plan, clock, paths) -> str:
 _PRESET = flags.DEFINE_enum("preset", "demo", list(PLANS), "sweep and lens plan")
 _OUT = flags.DEFINE_string("out", None, "run folder (created, or resumed when it holds this sweep)")
 _SKIP = flags.DEFINE_list("skip", [], "stages to leave out: " + ",".join(STAGES[1:-1]))
-_CPU_DEVICES = flags.DEFINE_integer("cpu_devices", None, "XLA host devices on a CPU-only machine "
-                                    "(default: the largest divisor of the run count <= CPU cores)")
+# Default 1: with the runs split over 2 host devices, jaxlib 0.10.2 deadlocked in the
+# sweep's evaluation (vmapped SVDs of spectral_summary, jax::ParallelBatchMap waiting on a
+# thread pool whose threads both devices hold), twice at step ~2000 of the demo; one
+# device trained the demo as fast (4.0 vs 4.1 steps/s: evaluation dominates).
+_CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 1, "XLA host devices to split a CPU-only "
+                                    "machine into (0: the largest divisor of the run count "
+                                    "<= CPU cores)")
 _STEPS = flags.DEFINE_integer("steps", None, "override the preset's training steps")
 
 
@@ -415,7 +451,7 @@ def main(argv):
   cfg = PRESETS[_PRESET.value]
   if _STEPS.value is not None:
     cfg = dataclasses.replace(cfg, steps=_STEPS.value)
-  use_cpu_devices(_CPU_DEVICES.value or cpu_device_count(len(cfg.runs)))
+  use_cpu_devices(_CPU_DEVICES.value or cpu_device_count(len(cfg.runs)))  # before JAX starts
   reproduce(cfg, _OUT.value, PLANS[_PRESET.value], skip=tuple(_SKIP.value),
             write=lambda s: print(s, flush=True))
 

@@ -12,17 +12,24 @@ interpolated on u between the last sample below and the first at or above it (Na
 it never does). After grokking accuracy can collapse and recover; the first crossing
 is stable, a value read at a fixed step is not (PAPER.md).
 
-**Transition step of a measure** (the step at which it "moves"), two definitions:
-  'half' (primary)   v_0 = median of the first `n_ends` samples (the initialisation
-                     and the first log-spaced steps, where the weights have barely
-                     moved), v_end = median of the last `n_ends` (fewer for
-                     trajectories of under 18 samples), Δ = v_end - v_0; the first
-                     step at which v reaches v_0 + Δ/2 going in the direction of Δ,
-                     interpolated on u. "Where it completes half its net change."
-  'sigmoid' (check)  the midpoint u_0 of the least-squares logistic step
+**Transition step of a measure** (the step at which it "moves"). Most measures change
+twice: while the network memorises (from initialisation to train accuracy 1) and
+around grokking. The question "does simplification lead generalisation?" is about the
+second change, so the primary definitions read the trajectory on the post-memorisation
+window [t_fit, end], t_fit = the first evaluation with train accuracy >= `fit_level`
+(0.99); a third reads the whole run for contrast:
+  'half' (primary)   on the window: v_0 = median of its first `n_ends` samples, v_end =
+                     median of its last `n_ends` (fewer for trajectories of under 18
+                     samples), Δ = v_end - v_0; the first step at which v reaches
+                     v_0 + Δ/2 going in the direction of Δ, interpolated on u.
+                     "Where it completes half of its post-memorisation change."
+  'sigmoid' (check)  on the window: the midpoint u_0 of the least-squares logistic step
                      v ≈ a + b / (1 + exp(-(u - u_0) / w)) on the u axis, fitted by a
                      grid over (u_0, w) with a, b solved exactly at each grid point.
                      Insensitive to where a non-monotone trajectory first crosses.
+  'half_all'         'half' on the whole run from initialisation: it times the
+                     memorisation transient for measures whose largest change happens
+                     there (e.g. the LLC rises from ~0 while the network fits).
 A trajectory whose net change |Δ| (or fitted |b|) is below `min_snr` times its noise
 level sigma (from the median absolute successive difference, 1.4826 MAD / sqrt 2) has
 no transition (NaN): there is nothing to time.
@@ -55,7 +62,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-METHODS = ("half", "sigmoid")
+METHODS = ("half", "sigmoid", "half_all")
+WINDOWED = ("half", "sigmoid")  # read on the post-memorisation window
 RUN_FIELDS = ("run", "op", "seed", "weight_decay", "lr", "train_frac")
 GROUP_FIELDS = ("op", "weight_decay", "lr", "train_frac")  # a group's runs differ by seed
 
@@ -176,16 +184,26 @@ def sigmoid_fit(steps, values, *, n_centres: int = 200, widths: Sequence[float] 
 
 
 def transition_step(steps, values, *, method: str = "half", **kw) -> float:
-  """A measure's transition step by `method` ('half' or 'sigmoid'); NaN if it does not move."""
+  """A measure's transition step by `method` (see METHODS); NaN if it does not move."""
   return transition(steps, values, method=method, **kw)["step"]
 
 
-def transition(steps, values, *, method: str = "half", **kw) -> dict:
-  if method == "half":
-    return half_change(steps, values, **kw)
-  if method == "sigmoid":
-    return sigmoid_fit(steps, values, **kw)
-  raise ValueError(f"unknown transition method {method!r}; valid: {', '.join(METHODS)}")
+def transition(steps, values, *, method: str = "half", start: float | None = None, **kw) -> dict:
+  """{step, lo, hi (the samples around it), change, noise} by `method`.
+
+  `start` (the windowed methods only): read the trajectory from this step on; NaN
+  (not timed) when it is NaN or leaves fewer than 3 samples.
+  """
+  fns = {"half": half_change, "sigmoid": sigmoid_fit, "half_all": half_change}
+  if method not in fns:
+    raise ValueError(f"unknown transition method {method!r}; valid: {', '.join(METHODS)}")
+  steps, values = np.asarray(steps), np.asarray(values, np.float64)
+  if start is not None and method in WINDOWED:
+    keep = steps >= start if np.isfinite(start) else np.zeros(steps.shape, bool)
+    steps, values = steps[keep], values[keep]
+  if steps.size < 3:
+    return {"step": np.nan, "lo": np.nan, "hi": np.nan, "change": np.nan, "noise": np.nan}
+  return fns[method](steps, values, **kw)
 
 
 # ---------------------------------------------------------------- correlations
@@ -286,14 +304,20 @@ def order_of(lo: float, hi: float, gen_lo: float, gen_hi: float) -> str:
   return "with"
 
 
+def fit_steps(metrics: dict, fit_level: float = 0.99) -> dict[int, float]:
+  """Per run: t_fit, the first evaluated step with train accuracy >= fit_level (NaN if none)."""
+  return {run: first_step_at(*trajectory(metrics, run, "train_acc"), fit_level)
+          for run in runs_of(metrics)}
+
+
 def transition_table(metrics: dict, tables: dict[str, dict], *, methods=METHODS,
-                     gen_level: float = 0.5, **kw) -> list[dict]:
+                     gen_level: float = 0.5, fit_level: float = 0.99, **kw) -> list[dict]:
   """Per run x measure x method: transition step, t_gen, lead, order, Spearman with test acc.
 
   `tables` maps each measure name to the tidy table holding it as a column
   (metrics.csv columns such as param_norm, measures.csv columns, llc/mean, ...).
   """
-  gens = _gen_brackets(metrics, gen_level)
+  gens, fits = _gen_brackets(metrics, gen_level), fit_steps(metrics, fit_level)
   rows = []
   for name, table in tables.items():
     for run in runs_of(table):
@@ -303,8 +327,9 @@ def transition_table(metrics: dict, tables: dict[str, dict], *, methods=METHODS,
       rho = spearman(values, _at_steps(metrics, run, "test_acc", steps))
       gen, gen_lo, gen_hi = gens[run]
       for method in methods:
-        t = transition(steps, values, method=method, **kw)
+        t = transition(steps, values, method=method, start=fits.get(run, np.nan), **kw)
         rows.append({**run_info(table, run), "measure": name, "method": method,
+                     "fit_step": fits.get(run, np.nan),
                      "transition_step": t["step"], "gen_step": gen, "lead_steps": gen - t["step"],
                      "lead_decades": float(log_axis(gen) - log_axis(t["step"])),
                      "order": order_of(t["lo"], t["hi"], gen_lo, gen_hi),
@@ -323,7 +348,8 @@ def _at_steps(table: dict, run: int, column: str, steps) -> np.ndarray:
 
 # ---------------------------------------------------------------- summaries over seeds
 
-def bootstrap_ci(x, *, key: int = 0, n_boot: int = 2000, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(x, *, key: int = 0, n_boot: int = 2000,
+                 level: float = 0.95) -> tuple[float, float]:
   """Percentile bootstrap interval of the mean of x (NaN if fewer than 2 values)."""
   x = np.asarray(x, np.float64)
   x = x[np.isfinite(x)]

@@ -250,45 +250,53 @@ def lead_ranking(summary: list[dict], stem, *, method: str = "half", title: str 
 
   Points are group means over seeds with their bootstrap 95 % interval (hollow: timed
   in fewer than two seeds, no interval); measures are ordered by their mean lead over
-  every group; grey band: |lead| < 0.05 decades.
+  every group, untimed ones last and marked; grey band: |lead| < 0.05 decades. Weight
+  decays with no timed run (nothing generalised) get no panel; the title lists them.
   """
   rows = [r for r in summary if r["method"] == method]
-  wds = sorted({r["weight_decay"] for r in rows})
+  timed = [r for r in rows if np.isfinite(r["lead_decades_mean"])]
+  wds = sorted({r["weight_decay"] for r in timed})
+  empty = sorted({r["weight_decay"] for r in rows} - set(wds))
   ranked = [m for m, *_ in analysis.ranking(rows, method=method)]
   ranked += sorted({r["measure"] for r in rows} - set(ranked))
   ops = list(dict.fromkeys(r["op"] for r in rows))
   with plt.rc_context(RC):
-    fig, axes = plt.subplots(1, max(len(wds), 1), figsize=(4.2 * max(len(wds), 1),
-                             0.9 + 0.24 * len(ranked)), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, max(len(wds), 1), figsize=(4.6 * max(len(wds), 1),
+                             1.1 + 0.24 * len(ranked)), squeeze=False, sharey=True)
     for j, wd in enumerate(wds):
+      _lead_panel(axes[0, j], [r for r in timed if r["weight_decay"] == wd], ranked, ops)
       ax = axes[0, j]
-      ax.axvspan(-0.05, 0.05, color="0.92")
-      ax.axvline(0, color="0.5", lw=0.8)
-      timed = 0
-      for k, op in enumerate(ops):
-        for r in (r for r in rows if r["op"] == op and r["weight_decay"] == wd):
-          if not np.isfinite(r["lead_decades_mean"]):
-            continue
-          y = ranked.index(r["measure"]) + (k - (len(ops) - 1) / 2) * 0.15
-          lo, hi = r["lead_decades_ci_lo"], r["lead_decades_ci_hi"]
-          err = None if not np.isfinite(lo) else [[r["lead_decades_mean"] - lo],
-                                                   [hi - r["lead_decades_mean"]]]
-          c = op_colour(op, k)
-          ax.errorbar(r["lead_decades_mean"], y, xerr=err, fmt="o", ms=3.5, lw=1, color=c,
-                      mfc=c if r["n_timed"] >= 2 else "white")
-          timed += 1
-      if not timed:
-        ax.text(0.5, 0.5, "no run generalised:\nno lead to time", ha="center", va="center",
-                transform=ax.transAxes, color="0.4")
       ax.set_title(f"weight decay {wd:g}")
-      ax.set_xlabel("lead = log10(t_gen / t_measure)  (+: measure moves first)")
+      ax.set_xlabel("lead = log10(t_gen / t_measure)  (+: measure first)")
+      for i, m in enumerate(ranked):
+        if not any(r["measure"] == m and r["weight_decay"] == wd for r in timed):
+          ax.text(0.01, i, "not timed", transform=ax.get_yaxis_transform(), va="center",
+                  fontsize=6, color="0.5")
+    if not wds:
+      axes[0, 0].text(0.5, 0.5, "no run generalised: no lead to time", ha="center",
+                      va="center", transform=axes[0, 0].transAxes, color="0.4")
     axes[0, 0].set_yticks(range(len(ranked)))
     axes[0, 0].set_yticklabels(ranked)
-    axes[0, 0].invert_yaxis()
+    axes[0, 0].set_ylim(len(ranked) - 0.5, -0.5)
     handles = [matplotlib.lines.Line2D([], [], marker="o", ls="", color=op_colour(op, k), label=op)
                for k, op in enumerate(ops)]
     axes[0, -1].legend(handles=handles, loc="lower right")
-    if title:
-      fig.suptitle(title)
+    note = (f"\nweight decay {', '.join(f'{w:g}' for w in empty)}: no run generalised"
+            if empty else "")
+    fig.suptitle(f"{title or f'lead over generalisation ({method} transition)'}{note}",
+                 fontsize=8)
     fig.tight_layout()
     return save(fig, stem)
+
+
+def _lead_panel(ax, rows: list[dict], ranked: list[str], ops: list[str]) -> None:
+  ax.axvspan(-0.05, 0.05, color="0.92")
+  ax.axvline(0, color="0.5", lw=0.8)
+  for k, op in enumerate(ops):
+    for r in (r for r in rows if r["op"] == op):
+      y = ranked.index(r["measure"]) + (k - (len(ops) - 1) / 2) * 0.15
+      mean, lo, hi = r["lead_decades_mean"], r["lead_decades_ci_lo"], r["lead_decades_ci_hi"]
+      err = [[mean - lo], [hi - mean]] if np.isfinite(lo) else None
+      c = op_colour(op, k)
+      ax.errorbar(mean, y, xerr=err, fmt="o", ms=3.5, lw=1, color=c,
+                  mfc=c if r["n_timed"] >= 2 else "white")

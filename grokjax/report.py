@@ -224,7 +224,8 @@ def runs_phrase(cfg: dict) -> str:
   return (f"ops {', '.join(cfg['ops'])} (mod p = {cfg['p']}), weight decays "
           f"{', '.join(f'{w:g}' for w in cfg['weight_decays'])}, seeds "
           f"{', '.join(str(s) for s in cfg['seeds'])}, model '{cfg['model']}', "
-          f"{cfg['steps']} steps, batch {cfg['batch_size']}, lr {', '.join(f'{l:g}' for l in cfg['lrs'])}, "
+          f"{cfg['steps']} steps, batch {cfg['batch_size']}, "
+          f"lr {', '.join(f'{l:g}' for l in cfg['lrs'])}, "
           f"train fraction {', '.join(f'{f:g}' for f in cfg['train_fracs'])}")
 
 
@@ -249,7 +250,8 @@ MEASURES = (
     ("measures", "fourier/fft2_gini", "authors' |FFT2| Gini of tok_embed", 1),
     ("measures", "fourier/fft2_ipr", "authors' |FFT2| IPR of tok_embed", 1),
     ("measures", "fourier/cyclic_score", "cyclic score (variance on top planes)", 1),
-    ("measures", "occam/diag_fraction", "Occam gate: diagonal-family power share", 1),
+    ("measures", "occam/diag_fraction", "Occam gate (answer table): diagonal share", 1),
+    ("measures", "occam/class/diag_fraction", "Occam gate (per-class tables): diagonal share", 1),
     ("measures", "circulant/mean", "circulant score (authors')", 0),
     ("measures", "bdm/2d/total", "BDM, 2-D binary 4x4 (Gray bit-planes)", -1),
     ("measures", "bdm/1d/total", "BDM, 1-D 4-symbol length 12", -1),
@@ -389,7 +391,8 @@ def _grokking_claim(grok: list[dict]) -> dict:
 def _coincidence_claim(leads: list[dict]) -> dict:
   primary = [r for r in leads if r["method"] == "half" and r["verdict"] != "n/a"
              and r["measure"] != "test_loss"]
-  counts = {v: sum(r["verdict"] == v for r in primary) for v in ("before", "with", "after", "mixed")}
+  kinds = ("before", "with", "after", "mixed")
+  counts = {v: sum(r["verdict"] == v for r in primary) for v in kinds}
   n = sum(counts.values())
   status = ("not measured" if n == 0 else "agrees" if counts["with"] >= n / 2 else "differs")
   return {"claim": "the jump coincides with the collapse of complexity (no lead either way)",
@@ -416,7 +419,8 @@ def lead_sentences(leads: list[dict], labels: dict[str, str]) -> str:
     return ("No lead time could be measured: no group of runs both generalised (test "
             "accuracy reached 0.5) and had at least two seeds with a timed measure.")
   words = {"before": "**Moved before test accuracy** (in every group, already past half its "
-                     "change at a checkpoint where test accuracy was still below 0.5)",
+                     "post-memorisation change at a checkpoint where test accuracy was still "
+                     "below 0.5)",
            "with": "**Moved with test accuracy** (the checkpoints cannot order the two)",
            "after": "**Moved after test accuracy**",
            "mixed": "**Mixed** (the order differs between seeds or ops)"}
@@ -498,7 +502,8 @@ def section_causal(ctx: Ctx) -> None:
         f"Activation patching, {op}: change in logit[corrupt answer] - logit[clean answer] when "
         "one head's output at the answer position is replaced by its output on the corrupted "
         "prompt (same x, different y), mean over prompt pairs and over seeds; rows weight decay, "
-        f"columns checkpoints {steps}.", f"{ctx.plan.get('causal_pairs', '?')} prompt pairs per run, "
+        f"columns checkpoints {steps}.",
+        f"{ctx.plan.get('causal_pairs', '?')} prompt pairs per run, "
         "sampled from all (x, y) of the task"))
   if ablation is not None:
     for op in dict.fromkeys(ablation["op"].astype(str).tolist()):
@@ -543,6 +548,8 @@ def snapshot_list(ctx: Ctx, kind: str) -> list[dict]:
           note = f"k={int(z[f'freq|{run}|{step}'])}, cyclic {float(z[f'cyclic|{run}|{step}']):.2f}"
         elif kind == "occam":
           note = f"diagonal share {float(z[f'diag|{run}|{step}']):.2f}"
+        elif kind == "occam_class":
+          note = f"diagonal share {float(z[f'class_diag|{run}|{step}']):.2f}"
         out.append({**info, "step": step, "array": z[key], "note": note})
   return out
 
@@ -623,8 +630,9 @@ def section_geometry(ctx: Ctx) -> None:
   r.heading("5. Geometric-complexity proxies and Occam-gate maps (paper Fig. 5 analogue)")
   n_layers = _n_layers(ctx)
   cols = ("spectral_entropy/all", "spectral_entropy/attn", "spectral_entropy/embed", "param_norm",
-          "geometry/agop_frob", "geometry/gc", f"geometry/participation/blocks.{n_layers - 1}.resid_post",
-          "circulant/mean", "occam/diag_fraction")
+          "geometry/agop_frob", "geometry/gc",
+          f"geometry/participation/blocks.{n_layers - 1}.resid_post",
+          "circulant/mean", "occam/diag_fraction", "occam/class/diag_fraction")
   panels = _panels(ctx, cols)
   paths = figures.trajectories(panels, ctx.tables["metrics"], ctx.fig_dir / "fig5_geometry",
                                gen_steps=ctx.res.gen_steps)
@@ -636,15 +644,22 @@ def section_geometry(ctx: Ctx) -> None:
       "circulant score, Occam-gate diagonal share.",
       f"geometry lens on {ctx.plan.get('n_examples', '?')} fixed examples, "
       f"GC method {ctx.plan.get('gc_method', '?')}"))
-  snaps = snapshot_list(ctx, "occam")
-  if snaps:
-    paths = figures.snapshots(snaps, ctx.fig_dir / "fig5_occam", kind="occam")
+  for kind, name, table in (
+      ("occam_class", "fig5_occam_class", "the p per-class logit tables L_c[x, y] (each "
+       "centred, power pooled over classes)"),
+      ("occam", "fig5_occam", "the table of correct-answer logits T[x, y] (the issue's "
+       "definition; at initialisation it is dominated by a per-output-token offset, a "
+       "function of x∘y alone, so its diagonal share starts near 1)")):
+    snaps = snapshot_list(ctx, kind)
+    if not snaps:
+      continue
+    paths = figures.snapshots(snaps, ctx.fig_dir / name, kind="occam")
     ctx.fig(paths, ctx.cap(
-        "Occam-gate maps: log10 of the 2-D DFT power (normalised to its maximum, zero "
-        "frequency centred) of the model's p x p table of correct-answer logits at four "
-        "checkpoints; a group-structured table puts its power on one diagonal family "
-        "(k_x = k_y for add, k_x = -k_y for sub; in the discrete-log basis for mul/div)."
-        + _basis_note(ctx), "fourier.answer_logit_table, fourier.occam_gate",
+        "Occam-gate maps: log10 of the 2-D DFT power over (x, y) (normalised to its maximum, "
+        f"zero frequency centred) of {table}, at four checkpoints; a group-structured table "
+        "puts its power on one diagonal family (k_x = k_y for add, k_x = -k_y for sub; in the "
+        "discrete-log basis for mul/div)." + _basis_note(ctx),
+        "fourier.logit_tables, fourier.occam_gate",
         runs=f"seed {ctx.cfg['seeds'][0]} of every op x weight decay"))
 
 
@@ -669,7 +684,8 @@ def section_llc(ctx: Ctx) -> None:
     ctx.fig(paths, ctx.cap(
         "LLC estimate λ̂ = nβ (E[L_m(w)] - L_n(w*)) at checkpoints against step, beside test "
         "accuracy, on each run's training split.",
-        f"sampler {g('sampler')}, step size {g('step_size'):g}, localisation {g('localization'):g}, "
+        f"sampler {g('sampler')}, step size {g('step_size'):g}, "
+        f"localisation {g('localization'):g}, "
         f"nβ {g('nbeta'):.4g}, {g('num_chains')} chains x {g('num_draws')} draws "
         f"({g('num_burnin')} burn-in), batch {g('batch_size')}; "
         f"{int(np.sum(llc['diverged']))} diverged chains in total"))
@@ -682,19 +698,29 @@ def section_llc(ctx: Ctx) -> None:
   rows = []
   for sampler in dict.fromkeys(inv["sampler"].astype(str).tolist()):
     sel = inv["sampler"].astype(str) == sampler
-    out = {"alpha": inv["alpha"][sel], "beta": inv["beta"][sel], "llc/mean": inv["llc_mean"][sel]}
+    init = inv["init_loss"][sel]
+    out = {"alpha": inv["alpha"][sel], "beta": inv["beta"][sel], "llc/mean": inv["llc_mean"][sel],
+           "loss/init": init,  # the arrays rescaling_grid returned, rebuilt from the CSV
+           "loss/init_original": np.asarray(init[0] - inv["init_loss_change"][sel][0])}
     stem = ctx.fig_dir / f"fig6_invariance_{sampler}"
     for ext in (".png", ".pdf"):
       invariance.plot_invariance(out, stem.with_suffix(ext), title=f"sampler {sampler}")
     z = inv["llc_mean"][sel]
+    dloss = np.abs(inv["init_loss_change"][sel])
     rows.append({"sampler": sampler, "points": int(sel.sum()), "llc_min": float(np.nanmin(z)),
+                 "max_abs_init_loss_change": float(np.nanmax(dloss)),
                  "llc_max": float(np.nanmax(z)),
                  "max_over_min": float(np.nanmax(z) / np.nanmin(z)) if np.nanmin(z) > 0 else np.nan,
-                 "cv": float(np.nanstd(z) / abs(np.nanmean(z))), "diverged": int(inv["diverged"][sel].sum())})
+                 "cv": float(np.nanstd(z) / abs(np.nanmean(z))),
+                 "diverged": int(inv["diverged"][sel].sum())})
+    i0 = np.flatnonzero(sel)[0]
     ctx.fig([stem.with_suffix(".png")], ctx.cap(
         f"LLC of one trained model under function-preserving rescalings (α on the residual "
         f"stream, β paired on the MLP), sampler {sampler}: an invariant estimator gives one "
-        "colour everywhere.", f"{int(sel.sum())} grid points, same chain keys at every point",
+        "colour everywhere (GELU makes the β direction only approximately function-preserving: "
+        "see init_loss_change in llc_invariance.csv).",
+        f"{int(sel.sum())} grid points, same chain keys at every point, step size "
+        f"{inv['step_size'][i0]:g}, localisation {inv['localization'][i0]:g}",
         runs=f"run {int(inv['run'][0])} ({inv['op'][0]}, wd {inv['weight_decay'][0]:g}, seed "
              f"{inv['seed'][0]}) at step {int(inv['step'][0])}"))
   r.table("llc_invariance", rows, caption=(
@@ -731,7 +757,8 @@ def section_surrogate(ctx: Ctx) -> None:
     png = pathlib.Path(png)
     for ext in (".png", ".pdf"):  # a copy, so that the report folder stands alone
       if png.with_suffix(ext).is_file():
-        shutil.copyfile(png.with_suffix(ext), (ctx.fig_dir / f"fig7_sfm_{png.stem}").with_suffix(ext))
+        dest = (ctx.fig_dir / f"fig7_sfm_{png.stem}").with_suffix(ext)
+        shutil.copyfile(png.with_suffix(ext), dest)
     r.figure(ctx.fig_dir / f"fig7_sfm_{png.stem}.png", ctx.cap(what, sets, runs=runs))
   summary = read_if(folder / "summary.csv")
   if summary is not None:
@@ -748,19 +775,27 @@ def section_leads(ctx: Ctx) -> None:
   r = ctx.report
   r.heading("8. Beyond the paper: does simplification lead or follow generalisation?")
   r.text(
-      "For each run and measure the transition step is where the measure completes half of its "
-      "net change on a log-step axis (median of the first and of the last samples as its ends; "
-      "primary), and, as a robustness check, the midpoint of a least-squares logistic step on "
-      "the same axis. The generalisation step t_gen is where test accuracy first reaches 0.5 "
+      "Most measures change twice: while the network memorises (initialisation to train "
+      "accuracy 1) and around grokking. The question is about the second change, so for each "
+      "run and measure the transition step is where the measure completes half of its change "
+      "between t_fit (train accuracy first >= 0.99) and the end of the run, on a log-step axis "
+      "(medians of the first and of the last samples of that window as its ends; primary, "
+      "'half'); as a robustness check, the midpoint of a least-squares logistic step on the "
+      "same window ('sigmoid'); and, for contrast, 'half' over the whole run from "
+      "initialisation ('half_all', which times the memorisation transient when that is the "
+      "larger change). The generalisation step t_gen is where test accuracy first reaches 0.5 "
       "(interpolated on log step). Lead = t_gen - t_measure (steps; positive: the measure moves "
       "first) and log10 of their ratio (decades); mean and percentile-bootstrap 95 % interval "
-      "over seeds per op and weight decay. A run's order counts as 'before' only when the "
-      "measure was already past half its change at a checkpoint where test accuracy was still "
-      "below 0.5 (and 'after' symmetrically); otherwise the checkpoints cannot order them "
-      "('with'). A measure whose net change is below 3x its noise level is not timed.")
+      "over seeds per op and weight decay (with two seeds the interval is the span of the two "
+      "values). A run's order counts as 'before' only when the measure was already past half "
+      "its change at a checkpoint where test accuracy was still below 0.5 (and 'after' "
+      "symmetrically); otherwise the checkpoints cannot order them ('with'). A group's verdict "
+      "needs every timed seed to agree ('mixed' otherwise). A measure whose change is below 3x "
+      "its noise level is not timed.")
   labels = _labels()
   r.text(lead_sentences(ctx.res.leads, labels))
-  for method, name in (("half", "fig8_lead_ranking"), ("sigmoid", "fig8_lead_ranking_sigmoid")):
+  for method, name in (("half", "fig8_lead_ranking"), ("sigmoid", "fig8_lead_ranking_sigmoid"),
+                       ("half_all", "fig8_lead_ranking_whole_run")):
     paths = figures.lead_ranking(ctx.res.leads, ctx.fig_dir / name, method=method)
     ctx.fig(paths, ctx.cap(
         f"Measures ranked by lead over generalisation ({method} transition definition): group "
@@ -775,7 +810,7 @@ def section_leads(ctx: Ctx) -> None:
       "Lead of each measure over t_gen per op x weight decay and method (groups where no run "
       "was timed are left out; the CSV has every group)."))
   r.table("lead_times", ctx.res.transitions, columns=(
-      "op", "weight_decay", "seed", "measure", "method", "transition_step", "gen_step",
+      "op", "weight_decay", "seed", "measure", "method", "fit_step", "transition_step", "gen_step",
       "lead_steps", "lead_decades", "order", "bracket_lo", "bracket_hi"),
       caption="Per run: the transition and generalisation steps behind the summary.")
 

@@ -194,3 +194,17 @@ def test_grokking_change_compares_plateau_with_after():
   assert all(4.0 < r["plateau"] < 4.9 for r in early)
   m, q = synthetic_tables(ops=("add",), wds=(0.0,))
   assert analysis.grokking_change(m, q, "early") == []  # never generalised
+
+
+def test_windowed_methods_time_the_post_memorisation_change():
+  # a large rise while the network memorises (step ~30), then a smaller fall at ~1500
+  v = 10 * logistic(STEPS, 30.0) - 2 * logistic(STEPS, 1500.0)
+  assert analysis.transition_step(STEPS, v, method="half_all") < 60
+  for method in analysis.WINDOWED:
+    assert analysis.transition_step(STEPS, v, method=method, start=100) == pytest.approx(
+        1500, rel=0.05)
+  assert np.isnan(analysis.transition_step(STEPS, v, method="half", start=np.nan))
+  assert np.isnan(analysis.transition_step(STEPS, v, method="half", start=STEPS[-2]))
+  m, q = synthetic_tables(ops=("add",))
+  fits = analysis.fit_steps(m)
+  assert all(64 <= f < 130 for f in fits.values())  # 0.99 at step ~64; next sample 119

@@ -37,7 +37,8 @@ def test_quantise_matches_the_authors_rule():
   np.testing.assert_array_equal(q, want)
   assert np.bincount(q.reshape(-1)).tolist() == [60, 60, 60, 60]
   edges = np.linspace(w.min(), w.max(), 5)[1:-1]
-  np.testing.assert_array_equal(cx.quantise(jnp.asarray(w), method="uniform"), np.digitize(w, edges))
+  np.testing.assert_array_equal(cx.quantise(jnp.asarray(w), method="uniform"),
+                                np.digitize(w, edges))
   np.testing.assert_array_equal(cx.quantise(jnp.full((4, 4), 0.3)), np.zeros((4, 4)))
   with pytest.raises(ConfigError, match="method"):
     cx.quantise(jnp.asarray(w), method="kmeans")
@@ -94,7 +95,8 @@ def test_block_constant_scores_below_random():
   blocky = np.kron(coarse, np.ones((4, 4), np.int8))  # [24, 32], constant 4x4 blocks
   noisy = rand_codes(blocky.shape, seed=6)
   for enc in cx.ENCODINGS:
-    assert cx.bdm_matrix(blocky, encoding=enc)["bdm"] < 0.5 * cx.bdm_matrix(noisy, encoding=enc)["bdm"]
+    low, high = (cx.bdm_matrix(x, encoding=enc)["bdm"] for x in (blocky, noisy))
+    assert low < 0.5 * high
   assert cx.block_gzip(blocky)["total"] < 0.5 * cx.block_gzip(noisy)["total"]
   assert cx.compressed_bits(blocky)["zlib"] < cx.compressed_bits(noisy)["zlib"]
 
@@ -139,4 +141,5 @@ def test_bdm_measures_of_a_tree():
   entries = 2 * sum(c.size for c in codes.values()) - m["bdm/2d/dropped_entries"]
   np.testing.assert_allclose(m["bdm/2d/per_entry"], m["bdm/2d/total"] / entries)
   assert m["block_gzip/total"] > 0 and m["compress/lzma_bits"] > 0
-  assert set(m) >= {"bdm/1d/block_entropy", "compress/zlib_bits_per_entry", "block_gzip/ctm_distinct"}
+  assert set(m) >= {"bdm/1d/block_entropy", "compress/zlib_bits_per_entry",
+                    "block_gzip/ctm_distinct"}

@@ -182,3 +182,11 @@ def test_data_must_share_the_example_axis():
   with pytest.raises(ConfigError, match="leading example axis"):
     llc.estimate_llc(_mse, w_hat, (jnp.ones((10, D)), jnp.ones(11)), key=jax.random.key(0),
                      step_size=1e-3, localization=1.0, num_draws=5)
+
+
+def test_full_loss_in_chunks_is_the_mean_over_all_examples():
+  data, w_hat, _ = _regression()
+  w = w_hat + 0.3
+  whole = float(_mse(w, data))
+  for chunk in (300, 1000, 7):  # a remainder, no chunking, many chunks
+    assert float(llc.full_loss(_mse, w, data, chunk_size=chunk)) == pytest.approx(whole, rel=1e-5)

@@ -77,7 +77,8 @@ class MeasureOptions:
   def validate(self) -> None:
     bad = [l for l in self.lenses if l not in LENSES]
     if bad or not self.lenses:
-      raise ConfigError(f"unknown lens {', '.join(bad) or '(none given)'}; valid: {', '.join(LENSES)}")
+      raise ConfigError(f"unknown lens {', '.join(bad) or '(none given)'}; "
+                        f"valid: {', '.join(LENSES)}")
     if self.every is not None and self.every < 1:
       raise ConfigError(f"--every must be >= 1, got {self.every}")
     if self.steps is not None and self.every is not None:
@@ -86,9 +87,11 @@ class MeasureOptions:
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
     if self.gc_method not in geometry.METHODS:
-      raise ConfigError(f"unknown gc_method {self.gc_method!r}; valid: {', '.join(geometry.METHODS)}")
+      raise ConfigError(f"unknown gc_method {self.gc_method!r}; "
+                        f"valid: {', '.join(geometry.METHODS)}")
     if self.quantise not in complexity.METHODS:
-      raise ConfigError(f"unknown quantisation {self.quantise!r}; valid: {', '.join(complexity.METHODS)}")
+      raise ConfigError(f"unknown quantisation {self.quantise!r}; "
+                        f"valid: {', '.join(complexity.METHODS)}")
 
 
 def select_steps(saved: list[int], opts: MeasureOptions, run_dir) -> list[int]:
@@ -102,7 +105,8 @@ def select_steps(saved: list[int], opts: MeasureOptions, run_dir) -> list[int]:
   if opts.every is not None:
     chosen = [s for s in saved if s % opts.every == 0]
     if not chosen:
-      raise CheckpointError(f"no saved step of {run_dir} is a multiple of {opts.every}; saved: {saved}")
+      raise CheckpointError(f"no saved step of {run_dir} is a multiple of {opts.every}; "
+                            f"saved: {saved}")
     return chosen
   return saved
 

@@ -272,7 +272,8 @@ def block_gzip(codes: np.ndarray, *, size: int = 4, binary_ctm: bool = True) -> 
   binary = (distinct <= 1).all(axis=1) & binary_ctm
   table = ctm_table(TABLE_2D)  # complete: every binary 4x4 block is in it
   ctm = np.zeros(len(counts))
-  ctm[binary] = table.values[np.searchsorted(table.codes, encode(normalise(distinct[binary], 2), 2))]
+  keys = encode(normalise(distinct[binary], 2), 2)
+  ctm[binary] = table.values[np.searchsorted(table.codes, keys)]
   total = 0.0
   for b, n, is_bin, c in zip(distinct, counts.tolist(), binary.tolist(), ctm.tolist()):
     k = c if is_bin else len(gzip.compress(b.astype(np.int8).tobytes()))

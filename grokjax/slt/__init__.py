@@ -1,11 +1,13 @@
 """Singular learning theory lens: SGLD-family samplers and the local learning coefficient.
 
-`samplers` (optax transformations), `llc` (estimate_llc), `calibration` (step size x
-localisation sweeps), `rescaling` (function-preserving rescalings), `invariance` (the
-LLC on a rescaling grid) and `apply` (the LLC over training, from a run folder).
+`samplers` (SGLD, RMSProp-SGLD, scale-invariant and Riemannian SGLD as optax
+transformations), `llc` (`estimate_llc`: every chain in one compiled program),
+`calibration` (step size x localisation sweeps and their traces), `rescaling`
+(function-preserving α/β rescalings of the transformer), `invariance` (the LLC on a
+rescaling grid) and `apply` (our runs' loss and data; the LLC over training).
 """
 
-from grokjax.slt.llc import default_nbeta, estimate_llc, sample_llc
+from grokjax.slt.llc import default_nbeta, estimate_llc, resolve_nbeta, sample_llc
 from grokjax.slt.samplers import SAMPLERS
 
-__all__ = ["SAMPLERS", "default_nbeta", "estimate_llc", "sample_llc"]
+__all__ = ["SAMPLERS", "default_nbeta", "estimate_llc", "resolve_nbeta", "sample_llc"]

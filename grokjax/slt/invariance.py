@@ -51,7 +51,11 @@ def rescaling_grid(loss_fn, params, data, *, key, alphas, betas, sampler="sgld",
                    num_draws: int = 200, num_burnin: int = 0, batch_size: int | None = None,
                    sampler_kwargs: dict | None = None, eval_chunk: int | None = None
                    ) -> dict[str, np.ndarray]:
-  """λ̂ at every (α, β) (α slowest); arrays with a leading grid axis of len(α)·len(β)."""
+  """λ̂ at every (α, β) (α slowest); arrays with a leading grid axis of len(α)·len(β).
+
+  Also returns `loss/init_original`, L_n at the unrescaled params: where `loss/init`
+  differs from it, the rescaled model is not the same function.
+  """
   n = llc_lib.num_examples(data)
   spec = llc_lib.make_spec(sampler=sampler, num_chains=num_chains, num_draws=num_draws,
                            num_burnin=num_burnin, batch_size=batch_size, n=n,
@@ -59,20 +63,20 @@ def rescaling_grid(loss_fn, params, data, *, key, alphas, betas, sampler="sgld",
   nb = llc_lib.resolve_nbeta(nbeta, num_examples=n, batch_size=batch_size)
   llc_lib.check_hyper(step_size=step_size, localization=localization, nbeta=nb)
   llc_lib.check_loss_fn(loss_fn, params, data, spec.batch_size)
-  llc_lib.initial_loss(loss_fn, params, data, eval_chunk=eval_chunk)
+  init0 = llc_lib.initial_loss(loss_fn, params, data, eval_chunk=eval_chunk)
   a, b = (np.asarray(v, np.float32) for v in np.meshgrid(alphas, betas, indexing="ij"))
   a, b = a.reshape(-1), b.reshape(-1)
   if not (np.all(a > 0) and np.all(b > 0)):
     raise ConfigError("alphas and betas must be positive")
   out = _grid(loss_fn, params, data, key, jnp.asarray(a), jnp.asarray(b),
               jnp.float32(step_size), jnp.float32(nb), jnp.float32(localization), spec=spec)
-  return {"alpha": a, "beta": b, **{k: np.asarray(v) for k, v in out.items()}}
+  return {"alpha": a, "beta": b, "loss/init_original": np.asarray(init0),
+          **{k: np.asarray(v) for k, v in out.items()}}
 
 
 def invariance_rows(out: dict[str, np.ndarray], **fields) -> list[dict]:
   """Tidy rows (one per grid point), with `fields` (e.g. sampler=...) in every row."""
-  base = np.flatnonzero((np.abs(np.log(out["alpha"])) < 1e-6) & (np.abs(np.log(out["beta"])) < 1e-6))
-  init0 = float(out["loss/init"][base[0]]) if len(base) else float("nan")
+  init0 = float(out["loss/init_original"])
   return [{**fields, "alpha": float(out["alpha"][i]), "beta": float(out["beta"][i]),
            "llc_mean": float(out["llc/mean"][i]), "llc_std": float(out["llc/std"][i]),
            "init_loss": float(out["loss/init"][i]),
@@ -105,12 +109,10 @@ def plot_invariance(out: dict[str, np.ndarray], path: str | os.PathLike, title: 
   shape = (len(alphas), len(betas))
   z = out["llc/mean"].reshape(shape)
   base = out["loss/init"].reshape(shape)
-  i0 = np.argmin(np.abs(np.log(out["alpha"])) + np.abs(np.log(out["beta"])))
-  dz = base - out["loss/init"][i0]
+  dz = base - out["loss/init_original"]
   fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.0))
   for ax, grid, label, cmap in ((axes[0], z, "λ̂", "viridis"),
-                                (axes[1], dz, f"L_n(w*) − L_n at (α, β) = "
-                                 f"({out['alpha'][i0]:.3g}, {out['beta'][i0]:.3g})", "coolwarm")):
+                                (axes[1], dz, "L_n(rescaled w*) − L_n(w*)", "coolwarm")):
     lim = np.nanmax(np.abs(grid)) if cmap == "coolwarm" else None
     mesh = ax.pcolormesh(_log_edges(betas), _log_edges(alphas), grid, cmap=cmap,
                          vmin=-lim if lim else None, vmax=lim)

@@ -88,7 +88,8 @@ def _normal_like(key: Array, tree) -> Any:
   sizes = [x.size for x in leaves]
   flat = jax.random.normal(key, (sum(sizes),), jnp.result_type(*leaves))
   parts = jnp.split(flat, np.cumsum(sizes)[:-1])
-  return jax.tree.unflatten(treedef, [p.reshape(x.shape) for p, x in zip(parts, leaves)])
+  return jax.tree.unflatten(treedef, [p.reshape(x.shape).astype(x.dtype)
+                                     for p, x in zip(parts, leaves)])
 
 
 def _scale(x: Array, eps: float, per_element: bool) -> Array:
@@ -184,13 +185,16 @@ def _scale_invariant(step_size, nbeta, localization, key, eps, per_element, movi
 
 def scale_invariant_sgld(step_size, *, nbeta, localization, key: Array, eps: float = 1e-6,
                          per_element: bool = True) -> optax.GradientTransformation:
-  """G_T = m_T = s_T(w*) per tensor, fixed: Δw_T = −(ε/2)(s_T·nβ·g_T + γ·(w_T − w*_T)) + sqrt(ε·s_T)·ξ."""
+  """G_T = m_T = s_T(w*) per tensor, fixed.
+
+  Δw_T = −(ε/2)·(s_T·nβ·g_T + γ·(w_T − w*_T)) + sqrt(ε·s_T)·ξ.
+  """
   return _scale_invariant(step_size, nbeta, localization, key, eps, per_element, moving=False)
 
 
 def riemannian_sgld(step_size, *, nbeta, localization, key: Array, eps: float = 1e-6,
                     per_element: bool = True) -> optax.GradientTransformation:
-  """G_T = s_T(w) at the current point, m_T = s_T(w*), with the drift correction Γ_T = 2·w_T/size(T)."""
+  """G_T = s_T(w) at the current point, m_T = s_T(w*), drift correction Γ_T = 2·w_T/size(T)."""
   return _scale_invariant(step_size, nbeta, localization, key, eps, per_element, moving=True)
 
 
