@@ -19,6 +19,7 @@ from absl import app, flags
 
 from grokjax import checkpoint, runio
 from grokjax.causal import apply, plots
+from grokjax.causal.apply import default_steps, parse_heads
 from grokjax.cli import parse_ints, run_main
 from grokjax.errors import ConfigError, RunFolderError
 
@@ -42,15 +43,6 @@ _MAX_BATCH = flags.DEFINE_integer("max_batch", None, "prompts per forward pass, 
                                   "(default: ~512 MiB of activations)")
 
 
-def default_steps(saved: list[int], n: int = 4) -> list[int]:
-  """Up to n saved steps nearest to log-spaced targets between the first positive and last."""
-  pos = [s for s in saved if s > 0]
-  if not pos:
-    return saved[-1:]
-  targets = np.geomspace(pos[0], pos[-1], n)
-  return sorted({min(pos, key=lambda s: abs(np.log(s / t))) for t in targets})
-
-
 def select_runs(cfg) -> list[int]:
   keep = [i for i, s in enumerate(cfg.runs)
           if (_OPS.value is None or s.op in _OPS.value)
@@ -60,15 +52,6 @@ def select_runs(cfg) -> list[int]:
     raise RunFolderError(f"no run of {_RUN_DIR.value} matches the --ops/--weight_decays/--seeds "
                          f"filters; it has: {', '.join(s.label for s in cfg.runs)}")
   return keep
-
-
-def parse_heads(values) -> tuple | None:
-  if values is None:
-    return None
-  try:
-    return tuple(tuple(int(v) for v in item.split(".")) for item in values)
-  except ValueError as e:
-    raise ConfigError(f"--heads takes layer.head items, e.g. 0.1,1.3; got {values}") from e
 
 
 def main(argv):

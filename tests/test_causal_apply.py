@@ -87,7 +87,7 @@ def test_cli_bad_input_prints_one_line_and_exits_2(run_dir):
 
 
 def test_cli_parses_heads():
-  from experiments.causal import parse_heads
+  from grokjax.causal.apply import parse_heads
   assert parse_heads(["0.1", "1.3"]) == ((0, 1), (1, 3))
   assert parse_heads(None) is None
   with pytest.raises(ConfigError, match="layer.head"):
@@ -95,7 +95,7 @@ def test_cli_parses_heads():
 
 
 def test_default_steps_are_log_spaced_saved_steps():
-  from experiments.causal import default_steps
+  from grokjax.causal.apply import default_steps
   saved = [0, 1, 2, 4, 8, 16, 100, 200, 1000, 5000, 10000]
   assert default_steps(saved) == [1, 16, 1000, 10000]  # nearest to 1, 21.5, 464, 1e4
   assert default_steps([0]) == [0]

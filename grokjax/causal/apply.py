@@ -163,3 +163,21 @@ def causal_over_training(run_dir, steps: Sequence[int], runs: Sequence[int] | No
     log(f"causal: step {step}: {len(runs)} runs in {time.perf_counter() - t0:.1f}s"
         f"{' (vmapped)' if vmapped else ''}")
   return patch_rows, ablation_rows
+
+
+def default_steps(saved: list[int], n: int = 4) -> list[int]:
+  """Up to n saved steps nearest to log-spaced targets between the first positive and last."""
+  pos = [s for s in saved if s > 0]
+  if not pos:
+    return saved[-1:]
+  targets = np.geomspace(pos[0], pos[-1], n)
+  return sorted({min(pos, key=lambda s: abs(np.log(s / t))) for t in targets})
+
+
+def parse_heads(values) -> tuple | None:
+  if values is None:
+    return None
+  try:
+    return tuple(tuple(int(v) for v in item.split(".")) for item in values)
+  except ValueError as e:
+    raise ConfigError(f"--heads takes layer.head items, e.g. 0.1,1.3; got {values}") from e
