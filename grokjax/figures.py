@@ -154,7 +154,7 @@ def trajectories(panels: Sequence[tuple[dict, str, str]], metrics: dict, stem, *
   rows = [(metrics, "test_acc", "test accuracy"), *panels]
   with plt.rc_context(RC):
     fig, axes = plt.subplots(len(rows), len(wds), figsize=(max(3.6 * len(wds), 4.8),
-                             1.75 * len(rows)), squeeze=False, sharex=True)
+                             1.75 * len(rows)), squeeze=False, sharex=True, sharey="row")
     for i, (table, column, label) in enumerate(rows):
       present = set(analysis.runs_of(table)) if column in table else set()
       for r in (r for r in runs if r["run"] in present):

@@ -782,7 +782,7 @@ def section_surrogate(ctx: Ctx) -> None:
 
 
 def section_leads(ctx: Ctx) -> None:
-  from grokjax import analysis, figures
+  from grokjax import figures
 
   r = ctx.report
   r.heading("8. Beyond the paper: does simplification lead or follow generalisation?")

@@ -4,7 +4,6 @@ import dataclasses
 import os
 import pathlib
 import re
-import shutil
 
 import jax
 import numpy as np

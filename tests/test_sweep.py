@@ -102,7 +102,7 @@ def test_existing_folder_is_never_overwritten_silently(tmp_path, tiny_cfg):
 def test_resume_refuses_a_different_config(tiny_run_dir, tiny_cfg):
   cfg = runio.load_config(tiny_run_dir)
   with pytest.raises(RunFolderError, match="lrs"):
-    sweep.train_sweep(dataclasses.replace(cfg, lrs=(3e-3,)), tiny_run_dir, resume=True, **quiet)
+    sweep.train_sweep(dataclasses.replace(cfg, lrs=(1e-2,)), tiny_run_dir, resume=True, **quiet)
 
 
 def test_corrupted_checkpoint_is_named(tmp_path, tiny_run_dir):
@@ -128,8 +128,8 @@ def test_missing_checkpoint_on_resume(tmp_path, tiny_cfg):
 
 
 def test_diverged_run_is_reported_and_others_kept(tmp_path, tiny_cfg, tiny_run_dir):
-  cfg = dataclasses.replace(runio.load_config(tiny_run_dir), ops=("add",), seeds=(0,),
-                            lrs=(1e-3, math.nan))
+  base = runio.load_config(tiny_run_dir)
+  cfg = dataclasses.replace(base, ops=("add",), seeds=(0,), lrs=(base.lrs[0], math.nan))
   cfg.validate = lambda: None  # nan is refused by validate; bypass it to force a divergence
   lines = []
   with pytest.raises(DivergenceError, match="1 run"):
@@ -138,5 +138,8 @@ def test_diverged_run_is_reported_and_others_kept(tmp_path, tiny_cfg, tiny_run_d
   assert any("run 1" in l and "non-finite loss by step 1;" in l for l in lines), lines
   healthy = metrics(tmp_path, 0)
   ref = metrics(tiny_run_dir, 0)
-  np.testing.assert_allclose(healthy["test_acc"], ref["test_acc"], atol=2e-5)
+  # Losses, not accuracies: near chance, argmax ties flip under fp-level differences
+  # between a 2-run and a 4-run program.
+  for k in ("train_loss", "test_loss"):
+    np.testing.assert_allclose(healthy[k], ref[k], rtol=1e-4, err_msg=k)
   assert not np.isfinite(metrics(tmp_path, 1)["train_loss"][-1])
