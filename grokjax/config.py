@@ -160,7 +160,7 @@ PRESETS: dict[str, SweepConfig] = {
     # The paper's grid: 4 ops x 2 weight decays x 2 seeds, 100k steps (a GPU or TPU job).
     "paper": SweepConfig(),
     # README's main job: x - y mod 97, both weight decays, two seeds; the wd-1 runs grok.
-    "demo": SweepConfig(ops=("sub",), steps=2500, eval_every=50, ckpt_every=250),
+    "demo": SweepConfig(ops=("sub",), steps=2500, eval_every=100, ckpt_every=250),
     # Every op and both weight decays, two seeds, in well under 30 minutes on 2 CPU cores.
     "cpu-quick": SweepConfig(steps=4000, eval_every=100, ckpt_every=250),
     # For tests and smoke runs: a tiny model on x + y mod 23 that groks in ~1,000 steps

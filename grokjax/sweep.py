@@ -72,9 +72,12 @@ def compile_fns(cfg: SweepConfig):
     return jax.lax.fori_loop(0, n_steps, lambda _, s: step(s, runs), state)
 
   def measure(params, runs):
-    return {**evaluate(cfg, params, runs), **spectral_summary(params)}
+    # lax.map, not vmap, for the SVDs: jaxlib 0.10.2's batched CPU SVD deadlocks when the
+    # runs are split over several host devices (seen in the demo at 0 % CPU, gdb in LAPACK).
+    return {**jax.vmap(lambda p, r: evaluate(cfg, p, r))(params, runs),
+            **jax.lax.map(spectral_summary, params)}
 
-  return jax.jit(train_until, donate_argnums=0), jax.jit(jax.vmap(measure))
+  return jax.jit(train_until, donate_argnums=0), jax.jit(measure)
 
 
 def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: bool) -> None:
