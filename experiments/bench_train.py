@@ -104,7 +104,7 @@ def to_markdown(res: dict) -> str:
            "|---:|---:|---:|---:|---:|"]
   base = res["sweeps"][0]["run_steps_per_s"] / res["sweeps"][0]["runs"]
   for r in res["sweeps"]:
-    per_run = base / (r["run_steps_per_s"] / r["runs"])
+    per_run = base / r["run_steps_per_s"]  # seconds per run-step, relative to one run
     lines.append(f"| {r['runs']} | {r['compile_s']:.1f} | {r['steps_per_s']:.1f} | "
                  f"{r['run_steps_per_s']:.1f} | {per_run:.2f}x |")
   if res.get("torch"):
