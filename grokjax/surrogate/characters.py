@@ -31,6 +31,7 @@ import numpy as np
 
 from grokjax import tasks
 from grokjax.errors import ConfigError
+from grokjax.measures.fourier import dlog_residues, primitive_root  # noqa: F401 (re-exported)
 
 # op -> (basis, sign of y in the residue)
 GROUPS: dict[str, tuple[str, int]] = {
@@ -47,36 +48,9 @@ def check_group_op(op: str, p: int) -> None:
     raise ConfigError(f"op {op!r} needs a prime modulus (Z_p^* must be cyclic), got p={p}")
 
 
-def _prime_factors(n: int) -> list[int]:
-  out, d = [], 2
-  while d * d <= n:
-    if n % d == 0:
-      out.append(d)
-      while n % d == 0:
-        n //= d
-    d += 1
-  return out + ([n] if n > 1 else [])
-
-
-def primitive_root(p: int) -> int:
-  """The smallest generator g of Z_p^* (p prime): g^((p−1)/q) ≠ 1 for each prime q | p−1."""
-  if not tasks.is_prime(p):
-    raise ConfigError(f"a primitive root needs a prime modulus, got p={p}")
-  for g in range(1, p):
-    if all(pow(g, (p - 1) // q, p) != 1 for q in _prime_factors(p - 1)):
-      return g
-  raise AssertionError("unreachable: every prime has a primitive root")
-
-
 def residues_by_log(p: int) -> np.ndarray:
-  """[p − 1] int64: entry j is g^j mod p, a permutation of 1 .. p − 1."""
-  g = primitive_root(p)
-  out = np.empty(p - 1, np.int64)
-  v = 1
-  for j in range(p - 1):
-    out[j] = v
-    v = v * g % p
-  return out
+  """[p − 1] int64: entry j is g^j mod p, a permutation of 1 .. p − 1 (a fresh copy)."""
+  return dlog_residues(p).copy()
 
 
 def discrete_log(p: int) -> np.ndarray:
