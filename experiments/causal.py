@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import pathlib
 
-import numpy as np
 from absl import app, flags
 
 from grokjax import checkpoint, runio
 from grokjax.causal import apply, plots
 from grokjax.causal.apply import default_steps, parse_heads
 from grokjax.cli import parse_ints, run_main
-from grokjax.errors import ConfigError, RunFolderError
+from grokjax.errors import ConfigError
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder written by experiments.train")
 _STEPS = flags.DEFINE_string("steps", "", "comma-separated saved steps (default: 4, log-spaced)")
@@ -44,14 +43,7 @@ _MAX_BATCH = flags.DEFINE_integer("max_batch", None, "prompts per forward pass, 
 
 
 def select_runs(cfg) -> list[int]:
-  keep = [i for i, s in enumerate(cfg.runs)
-          if (_OPS.value is None or s.op in _OPS.value)
-          and (_WDS.value is None or s.weight_decay in [float(w) for w in _WDS.value])
-          and (_SEEDS.value is None or s.seed in [int(v) for v in _SEEDS.value])]
-  if not keep:
-    raise RunFolderError(f"no run of {_RUN_DIR.value} matches the --ops/--weight_decays/--seeds "
-                         f"filters; it has: {', '.join(s.label for s in cfg.runs)}")
-  return keep
+  return runio.filter_runs(cfg, ops=_OPS.value, weight_decays=_WDS.value, seeds=_SEEDS.value)
 
 
 def main(argv):

@@ -51,14 +51,9 @@ _CAL_STEP = flags.DEFINE_integer("calib_step", None, "checkpoint to calibrate at
 
 
 def select_runs(cfg) -> list[int]:
-  runs = parse_ints(_RUNS.value, "runs") if _RUNS.value else list(range(len(cfg.runs)))
-  keep = lambda s: ((_OPS.value is None or s.op in _OPS.value)
-                    and (_WDS.value is None or s.weight_decay in map(float, _WDS.value))
-                    and (_SEEDS.value is None or s.seed in map(int, _SEEDS.value)))
-  chosen = [r for r in runs if 0 <= r < len(cfg.runs) and keep(cfg.runs[r])]
-  if not chosen:
-    raise ConfigError("no run of the folder matches --runs/--ops/--weight_decays/--seeds")
-  return chosen
+  runs = parse_ints(_RUNS.value, "runs") if _RUNS.value else None
+  return runio.filter_runs(cfg, ops=_OPS.value, weight_decays=_WDS.value, seeds=_SEEDS.value,
+                           runs=runs)
 
 
 def floats(values, name) -> list[float]:

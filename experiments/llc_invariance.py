@@ -61,12 +61,8 @@ def pick_run(cfg) -> int:
     if not 0 <= _RUN.value < len(cfg.runs):
       raise ConfigError(f"--run={_RUN.value} out of range: the sweep has {len(cfg.runs)} runs")
     return _RUN.value
-  for i, s in enumerate(cfg.runs):
-    if ((_OPS.value is None or s.op in _OPS.value)
-        and (_WDS.value is None or s.weight_decay in map(float, _WDS.value))
-        and (_SEEDS.value is None or s.seed in map(int, _SEEDS.value))):
-      return i
-  raise ConfigError("no run of the folder matches --ops/--weight_decays/--seeds")
+  return runio.filter_runs(cfg, ops=_OPS.value, weight_decays=_WDS.value,
+                           seeds=_SEEDS.value)[0]
 
 
 def floats(values: list[str], name: str) -> list[float]:

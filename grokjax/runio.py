@@ -96,6 +96,23 @@ def find_run(cfg: SweepConfig, *, op: str | None = None, seed: int | None = None
   return hits[0]
 
 
+def filter_runs(cfg: SweepConfig, *, ops=None, weight_decays=None, seeds=None,
+                runs: Sequence[int] | None = None) -> list[int]:
+  """Indices of the runs (optionally among `runs`) whose op, weight decay and seed are
+  among those given (None keeps all); raises RunFolderError naming the runs when none is."""
+  wds = None if weight_decays is None else [float(w) for w in weight_decays]
+  seeds = None if seeds is None else [int(v) for v in seeds]
+  pool = range(len(cfg.runs)) if runs is None else [r for r in runs if 0 <= r < len(cfg.runs)]
+  keep = [i for i in pool
+          if (ops is None or cfg.runs[i].op in ops)
+          and (wds is None or cfg.runs[i].weight_decay in wds)
+          and (seeds is None or cfg.runs[i].seed in seeds)]
+  if not keep:
+    raise RunFolderError("no run matches the --runs/--ops/--weight_decays/--seeds filters; "
+                         f"the folder has: {', '.join(s.label for s in cfg.runs)}")
+  return keep
+
+
 def _cell(v) -> str:
   if isinstance(v, (float, np.floating)):
     return repr(float(v)) if math.isfinite(v) else str(float(v))
