@@ -56,15 +56,20 @@ def run_fields(index: int, spec: RunSpec) -> dict:
           "lr": spec.lr, "train_frac": spec.train_frac}
 
 
-def write_config(run_dir: str | os.PathLike, cfg: SweepConfig, devices: Sequence[str]) -> None:
-  record = {
-      "config": cfg.to_dict(),
-      "runs": [run_fields(i, s) for i, s in enumerate(cfg.runs)],
+def provenance(devices: Sequence[str]) -> dict:
+  """What every config.json records beside the config: versions, commit, devices, time."""
+  return {
       "versions": package_versions(),
       "git_commit": git_commit(),
       "devices": list(devices),
       "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
   }
+
+
+def write_config(run_dir: str | os.PathLike, cfg: SweepConfig, devices: Sequence[str]) -> None:
+  record = {"config": cfg.to_dict(),
+            "runs": [run_fields(i, s) for i, s in enumerate(cfg.runs)],
+            **provenance(devices)}
   path = pathlib.Path(run_dir) / "config.json"
   path.write_text(json.dumps(record, indent=2) + "\n")
 

@@ -16,7 +16,6 @@ init, memorised, switch, final; `moment_index` points into `steps`).
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 import os
@@ -128,9 +127,7 @@ def write_run_folder(cfg: SurrogateConfig, result: SurrogateResult, out_dir: str
                for i, (op, eta, seed) in enumerate(cfg.runs)],
       "model": "grokjax.surrogate: Singular Feature Machine with an L1 box Occam Gate "
                "(our reconstruction, see the module docstrings)",
-      "versions": runio.package_versions(), "git_commit": runio.git_commit(),
-      "devices": [str(d) for d in jax.devices()],
-      "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+      **runio.provenance([str(d) for d in jax.devices()])}
   (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
   runio.write_csv(out / "surrogate.csv", result.rows)
   runio.write_csv(out / "summary.csv", [{k: ("" if v is None else v) for k, v in row.items()}
