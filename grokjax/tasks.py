@@ -23,20 +23,20 @@ import numpy as np
 from grokjax.errors import ConfigError
 
 
-def _powmod(base: np.ndarray, exp: int, p: int) -> np.ndarray:
-  """Elementwise base**exp mod p by repeated squaring (int64, exact for p < 2**31)."""
-  result = np.ones_like(base, dtype=np.int64)
-  base = base.astype(np.int64) % p
-  while exp:
-    if exp & 1:
-      result = result * base % p
-    base = base * base % p
-    exp >>= 1
+def powmod(base, exp, p: int) -> np.ndarray:
+  """Elementwise base**exp mod p by repeated squaring (arrays broadcast; int64, exact for
+  p < 2**31)."""
+  base, exp = np.broadcast_arrays(np.asarray(base, np.int64) % p, np.asarray(exp, np.int64))
+  result, base, exp = np.ones_like(base), base.copy(), exp.copy()
+  while np.any(exp):
+    odd = (exp & 1).astype(bool)
+    result = np.where(odd, result * base % p, result)
+    base, exp = base * base % p, exp >> 1
   return result
 
 
 def _div(x, y, p):
-  return x * _powmod(y, p - 2, p) % p
+  return x * powmod(y, p - 2, p) % p
 
 
 OPS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {

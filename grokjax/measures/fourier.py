@@ -84,17 +84,6 @@ GROUP_OPS = {"add": ("natural", 1), "sub": ("natural", -1), "mul": ("dlog", 1),
 
 # ---------------------------------------------------------------- discrete logarithm
 
-def _powmod(base, exp, p: int) -> np.ndarray:
-  """Elementwise base**exp mod p (arrays broadcast; int64, exact for p < 2**31)."""
-  base, exp = np.broadcast_arrays(np.asarray(base, np.int64) % p, np.asarray(exp, np.int64))
-  result, base, exp = np.ones_like(base), base.copy(), exp.copy()
-  while np.any(exp):
-    odd = (exp & 1).astype(bool)
-    result = np.where(odd, result * base % p, result)
-    base, exp = base * base % p, exp >> 1
-  return result
-
-
 def _prime_factors(n: int) -> list[int]:
   out, d = [], 2
   while d * d <= n:
@@ -113,14 +102,14 @@ def primitive_root(p: int) -> int:
   g = np.arange(2, max(p, 3), dtype=np.int64)
   ok = np.ones(g.shape, bool)
   for q in _prime_factors(p - 1):
-    ok &= _powmod(g, (p - 1) // q, p) != 1
+    ok &= tasks.powmod(g, (p - 1) // q, p) != 1
   return 1 if p == 2 else int(g[np.argmax(ok)])
 
 
 @functools.lru_cache(maxsize=64)
 def dlog_residues(p: int) -> np.ndarray:
   """[p - 1] residues by discrete log: entry j is g^j mod p (a permutation of 1..p-1)."""
-  return _powmod(primitive_root(p), np.arange(p - 1), p)
+  return tasks.powmod(primitive_root(p), np.arange(p - 1), p)
 
 
 def discrete_log(p: int) -> np.ndarray:
