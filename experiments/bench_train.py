@@ -29,6 +29,7 @@ _RUNS = flags.DEFINE_string("runs", "1,2,4,8,16", "sweep sizes to time")
 _STEPS = flags.DEFINE_integer("steps", 60, "timed steps per sweep size")
 _GROK_STEPS = flags.DEFINE_integer("grok_steps", 3000, "step budget for the time-to-grok run; 0 skips")
 _TORCH = flags.DEFINE_bool("torch", True, "also time the PyTorch-eager loop when torch is installed")
+_TORCH_DEVICE = flags.DEFINE_string("torch_device", "cpu", "device of the PyTorch loop (cpu, cuda)")
 _OUT = flags.DEFINE_string("out", "runs/bench", "folder for bench_train.json / .md")
 _CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 1, "XLA host devices on a CPU-only machine")
 
@@ -82,7 +83,7 @@ def time_to_grok(max_steps: int) -> dict:
   return {"grok_step": None, "wall_s_incl_compile": time.perf_counter() - t0}
 
 
-def time_torch(steps: int) -> dict | None:
+def time_torch(steps: int, device: str) -> dict | None:
   if importlib.util.find_spec("torch") is None:
     return None
   import jax
@@ -93,9 +94,11 @@ def time_torch(steps: int) -> dict | None:
 
   inputs, targets = tasks.make_task("sub", 97)
   is_train = np.asarray(tasks.split(jax.random.key(0), 97, 0.5).is_train)
-  sps = torch_reference.steps_per_second(inputs[is_train], targets[is_train], steps=steps)
+  sps = torch_reference.steps_per_second(inputs[is_train], targets[is_train], steps=steps,
+                                           device=device)
   import torch
-  return {"steps_per_s": sps, "torch": torch.__version__, "threads": torch.get_num_threads()}
+  return {"steps_per_s": sps, "torch": torch.__version__, "device": device,
+          "threads": torch.get_num_threads()}
 
 
 def to_markdown(res: dict) -> str:
@@ -109,7 +112,7 @@ def to_markdown(res: dict) -> str:
                  f"{r['run_steps_per_s']:.1f} | {per_run:.2f}x |")
   if res.get("torch"):
     t = res["torch"]
-    lines += ["", f"PyTorch {t['torch']} eager loop ({t['threads']} threads): "
+    lines += ["", f"PyTorch {t['torch']} eager loop ({t.get('device', 'cpu')}, {t['threads']} threads): "
               f"{t['steps_per_s']:.1f} steps/s; grokjax 1 run / torch = "
               f"{res['sweeps'][0]['steps_per_s'] / t['steps_per_s']:.2f}x"]
   if res.get("grok"):
@@ -131,7 +134,7 @@ def main(argv):
     res["sweeps"].append(time_sweep(n, _STEPS.value))
     print(res["sweeps"][-1], flush=True)
   if _TORCH.value:
-    res["torch"] = time_torch(_STEPS.value)
+    res["torch"] = time_torch(_STEPS.value, _TORCH_DEVICE.value)
     print("torch:", res["torch"], flush=True)
   if _GROK_STEPS.value:
     res["grok"] = time_to_grok(_GROK_STEPS.value)
