@@ -80,6 +80,9 @@ def run_calibration(run_dir: pathlib.Path, cfg, run: int) -> None:
       eval_chunk=cfg.eval_chunk, **{k: v for k, v in sampler_settings().items() if k != "nbeta"})
   rows = [{**runio.run_fields(run, cfg.runs[run]), "step": step, "sampler": _SAMPLER.value, **row}
           for row in calibration.calibration_rows(out)]
+  for row in rows:
+    row["sampled_loss"] = row["init_loss"] + row["llc_mean"] / row["nbeta"]
+    row["saturated"] = int(apply.saturated(row["sampled_loss"], cfg.p))
   runio.write_csv(run_dir / "llc_calibration.csv", rows)
   calibration.plot_calibration(out, run_dir / "llc_calibration.png",
                                title=f"{cfg.runs[run].label}, step {step}, {_SAMPLER.value}: "
@@ -107,6 +110,11 @@ def main(argv):
   metrics = runio.read_csv(metrics_path) if metrics_path.is_file() else None
   apply.plot_llc_over_training(runio.read_csv(run_dir / "llc.csv"), metrics, run_dir / "llc.png")
   print(f"wrote {run_dir / 'llc.csv'} ({len(rows)} rows) and {run_dir / 'llc.png'}")
+  n_sat = sum(r["saturated"] for r in rows)
+  if n_sat:
+    print(f"warning: {n_sat} of {len(rows)} estimates are saturated (chains sampled near-chance "
+          f"models, mean loss >= {apply.SATURATION} ln p): the step size is too large for the "
+          "localisation; run --calibrate and lower --step_size or raise --localization")
 
 
 if __name__ == "__main__":

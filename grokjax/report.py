@@ -458,6 +458,18 @@ def _labels() -> dict[str, str]:
   return {col: label for _, col, label, _ in MEASURES}
 
 
+def _saturation_note(llc: dict) -> str:
+  """How many LLC estimates came from chains that sampled near-chance models."""
+  if "saturated" not in llc:
+    return "saturation not recorded (llc.csv predates the check)"
+  n = int(np.sum(llc["saturated"]))
+  if not n:
+    return "no saturated estimate (chains' mean loss stayed below 0.9 ln p)"
+  return (f"**{n} of {len(llc['saturated'])} estimates saturated**: the chains sampled models "
+          "near chance (mean loss >= 0.9 ln p), so there λ̂ ≈ nβ (ln p - L_n(w*)) reflects "
+          "the training loss, not the local geometry; calibrate the sampler")
+
+
 def _panels(ctx: Ctx, columns: Sequence[str]) -> list[tuple[dict, str, str]]:
   mt = measure_tables(ctx.tables)
   labels = _labels()
@@ -688,7 +700,8 @@ def section_llc(ctx: Ctx) -> None:
         f"localisation {g('localization'):g}, "
         f"nβ {g('nbeta'):.4g}, {g('num_chains')} chains x {g('num_draws')} draws "
         f"({g('num_burnin')} burn-in), batch {g('batch_size')}; "
-        f"{int(np.sum(llc['diverged']))} diverged chains in total"))
+        f"{int(np.sum(llc['diverged']))} diverged chains in total; "
+        f"{_saturation_note(llc)}"))
   inv = ctx.tables["llc_invariance"]
   if inv is None:
     r.text("Not measured: sampler invariance (llc_invariance.csv is absent).")

@@ -59,3 +59,24 @@ def test_cli_writes_what_the_library_computes(tiny_run_dir, tmp_path):
   assert (run_dir / "llc.png").stat().st_size > 10_000
   bad = _cli("experiments.llc", f"--run_dir={tmp_path / 'nope'}")
   assert bad.returncode == 2 and "not a run folder" in bad.stderr
+
+
+def test_saturation_flags_chains_that_left_the_basin(tiny_run_dir):
+  """A hot sampler walks to chance-level models (flagged); a cold one stays at L_n(w*)."""
+  cfg = runio.load_config(tiny_run_dir)
+  last = checkpoint.list_steps(tiny_run_dir)[-1]
+  common = dict(key=jax.random.key(0), runs=[1], steps=[last], log=lambda s: None,
+                **{**SETTINGS, "num_draws": 40, "num_burnin": 10})
+  hot = apply.llc_over_training(tiny_run_dir, **{**common, "step_size": 1e-2,
+                                                 "localization": 1.0})[0]
+  cold = apply.llc_over_training(tiny_run_dir, **{**common, "step_size": 1e-7,
+                                                  "localization": 1e4})[0]
+  chance = np.log(cfg.p)
+  for row in (hot, cold):
+    assert row["chance_loss"] == pytest.approx(chance)
+    assert row["sampled_loss"] == pytest.approx(row["init_loss"] + row["llc_mean"] / row["nbeta"])
+    assert row["saturated"] == int(row["sampled_loss"] >= apply.SATURATION * chance)
+  assert hot["saturated"] == 1 and hot["sampled_loss"] > hot["init_loss"] + 0.5
+  assert abs(cold["sampled_loss"] - cold["init_loss"]) < 0.05
+  # the rule itself, on the chance level of p = 97
+  assert apply.saturated(0.9 * np.log(97), 97) and not apply.saturated(0.5 * np.log(97), 97)

@@ -7,6 +7,13 @@ per run, every chosen checkpoint goes through one compiled program (a `lax.map` 
 the stacked checkpoints, `checkpoint_batch` of them vmapped at a time), each with the
 same chain keys, so the curve over steps is not jittered by the sampler's randomness.
 
+Saturation. Each row also carries the chains' mean sampled loss E[L_m(w)] and
+`saturated` = E[L_m(w)] ≥ 0.9 ln p. A sampler whose step size is too large for its
+localisation walks out of the basin to models that predict no better than chance, and
+then λ̂ ≈ nβ (ln p − L_n(w*)) measures the training loss, not the local geometry (seen on
+the paper model with ε = 1e-4, γ = 100: λ̂ ≈ 2,550 ≈ 551 × ln 97 at every trained
+checkpoint). Such rows are flagged, never dropped; calibrate before trusting them.
+
 >>> # rows = llc_over_training("runs/demo", key=jax.random.key(0), sampler="sgld",
 >>> #                          step_size=1e-4, localization=100.0, every=500)
 """
@@ -47,6 +54,14 @@ def train_data(cfg: SweepConfig, index: int) -> tuple[jax.Array, jax.Array]:
   run = run_data(cfg, cfg.runs[index])
   keep = np.asarray(run.is_train)
   return jnp.asarray(np.asarray(run.inputs)[keep]), jnp.asarray(np.asarray(run.targets)[keep])
+
+
+SATURATION = 0.9  # fraction of the chance-level loss ln p at which an estimate is flagged
+
+
+def saturated(sampled_loss, p: int) -> bool:
+  """Whether chains sampled models no better than chance (see the module docstring)."""
+  return bool(sampled_loss >= SATURATION * np.log(p))
 
 
 def choose_steps(saved: Sequence[int], *, steps: Sequence[int] | None = None,
@@ -125,6 +140,7 @@ def llc_over_training(run_dir: str | os.PathLike, *, key: jax.Array, sampler="sg
                              spec=spec, step_size=step_size, nbeta=nb,
                              localization=localization, checkpoint_batch=checkpoint_batch)
     for j, step in enumerate(chosen):
+      sampled = float(out["loss/init"][j]) + float(out["llc/mean"][j]) / nb
       rows.append({**runio.run_fields(r, cfg.runs[r]), "step": step, "sampler": str(sampler),
                    "step_size": step_size, "localization": localization, "nbeta": nb,
                    "num_chains": num_chains, "num_draws": num_draws, "num_burnin": num_burnin,
@@ -132,7 +148,9 @@ def llc_over_training(run_dir: str | os.PathLike, *, key: jax.Array, sampler="sg
                    "llc_mean": float(out["llc/mean"][j]), "llc_std": float(out["llc/std"][j]),
                    "init_loss": float(out["loss/init"][j]),
                    "distance_mean": float(out["distance/mean"][j]),
-                   "diverged": int(out["diverged/count"][j])})
+                   "diverged": int(out["diverged/count"][j]), "sampled_loss": sampled,
+                   "chance_loss": float(np.log(cfg.p)),
+                   "saturated": int(saturated(sampled, cfg.p))})
   return rows
 
 
