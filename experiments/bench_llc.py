@@ -17,7 +17,6 @@ import json
 import time
 
 import jax
-import jax.numpy as jnp
 from absl import app, flags
 
 from grokjax import checkpoint, runio

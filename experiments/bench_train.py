@@ -60,7 +60,6 @@ def time_sweep(n_runs: int, steps: int) -> dict:
 
 
 def time_to_grok(max_steps: int) -> dict:
-  import jax
   import jax.numpy as jnp
   import numpy as np
 

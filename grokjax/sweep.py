@@ -15,11 +15,8 @@ start; checkpoints follow the same rule with `ckpt_every`.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import pathlib
 import shutil
-import sys
 import time
 from typing import Callable
 

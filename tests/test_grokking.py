@@ -1,6 +1,5 @@
 """End to end: a tiny model memorises first and generalises much later."""
 
-import numpy as np
 import pytest
 
 from grokjax import runio, sweep

@@ -18,7 +18,6 @@ import time
 from typing import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from grokjax import checkpoint, runio

@@ -45,7 +45,6 @@ from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from grokjax.causal import worlds
 from grokjax.causal.pairs import Pairs
