@@ -39,11 +39,11 @@ _SEEDS = flags.DEFINE_list("seeds", None, "pick the run by seed")
 _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the last saved)")
 _SAMPLERS = flags.DEFINE_list("samplers", ["sgld", "rmsprop_sgld", "scale_invariant",
                                            "riemannian"], "samplers to compare")
-_STEP_SIZES = flags.DEFINE_list("step_sizes", ["1e-4", "1e-5", "0.05", "0.05"],
+_STEP_SIZES = flags.DEFINE_list("step_sizes", ["4e-6", "1e-5", "0.05", "0.05"],
                                 "step size ε per sampler (one value: the same for all)")
 # The scale-invariant samplers localise in relative (per-tensor mean-square) units, so
 # their γ is on another scale: γ = 1 allows ~100% relative moves per tensor.
-_LOCALIZATIONS = flags.DEFINE_list("localizations", ["100", "100", "1", "1"],
+_LOCALIZATIONS = flags.DEFINE_list("localizations", ["1e4", "100", "1", "1"],
                                    "localisation γ per sampler (one value: the same for all)")
 _NBETA = flags.DEFINE_string("nbeta", "n", "nβ: 'n' (n/log n), 'batch' (b/log b) or a number")
 _GRID = flags.DEFINE_integer("grid", 5, "grid points per axis (the paper: 30)")

@@ -464,7 +464,8 @@ def _saturation_note(llc: dict) -> str:
     return "saturation not recorded (llc.csv predates the check)"
   n = int(np.sum(llc["saturated"]))
   if not n:
-    return "no saturated estimate (chains' mean loss stayed below 0.9 ln p)"
+    return ("no saturated estimate (no chain went from a better-than-chance checkpoint to a "
+            "mean loss >= 0.9 ln p)")
   return (f"**{n} of {len(llc['saturated'])} estimates saturated**: the chains sampled models "
           "near chance (mean loss >= 0.9 ln p), so there λ̂ ≈ nβ (ln p - L_n(w*)) reflects "
           "the training loss, not the local geometry; calibrate the sampler")

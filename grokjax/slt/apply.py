@@ -8,7 +8,7 @@ the stacked checkpoints, `checkpoint_batch` of them vmapped at a time), each wit
 same chain keys, so the curve over steps is not jittered by the sampler's randomness.
 
 Saturation. Each row also carries the chains' mean sampled loss E[L_m(w)] and
-`saturated` = E[L_m(w)] ≥ 0.9 ln p. A sampler whose step size is too large for its
+`saturated` = E[L_m(w)] ≥ 0.9 ln p > L_n(w*). A sampler whose step size is too large for its
 localisation walks out of the basin to models that predict no better than chance, and
 then λ̂ ≈ nβ (ln p − L_n(w*)) measures the training loss, not the local geometry (seen on
 the paper model with ε = 1e-4, γ = 100: λ̂ ≈ 2,550 ≈ 551 × ln 97 at every trained
@@ -59,9 +59,14 @@ def train_data(cfg: SweepConfig, index: int) -> tuple[jax.Array, jax.Array]:
 SATURATION = 0.9  # fraction of the chance-level loss ln p at which an estimate is flagged
 
 
-def saturated(sampled_loss, p: int) -> bool:
-  """Whether chains sampled models no better than chance (see the module docstring)."""
-  return bool(sampled_loss >= SATURATION * np.log(p))
+def saturated(sampled_loss, init_loss, p: int) -> bool:
+  """Whether chains left a better-than-chance w* for near-chance models (module docstring).
+
+  A checkpoint that is itself near chance (early in training) is not flagged: there the
+  LLC is not meaningful anyway, as w* is no minimum, but no sampler setting is to blame.
+  """
+  level = SATURATION * np.log(p)
+  return bool(sampled_loss >= level > init_loss)
 
 
 def choose_steps(saved: Sequence[int], *, steps: Sequence[int] | None = None,
@@ -150,7 +155,7 @@ def llc_over_training(run_dir: str | os.PathLike, *, key: jax.Array, sampler="sg
                    "distance_mean": float(out["distance/mean"][j]),
                    "diverged": int(out["diverged/count"][j]), "sampled_loss": sampled,
                    "chance_loss": float(np.log(cfg.p)),
-                   "saturated": int(saturated(sampled, cfg.p))})
+                   "saturated": int(saturated(sampled, float(out["loss/init"][j]), cfg.p))})
   return rows
 
 
