@@ -12,14 +12,13 @@ Without --steps, up to four saved steps spread evenly on a log scale are used.
 
 from __future__ import annotations
 
-import pathlib
 
 from absl import app, flags
 
 from grokjax import checkpoint, runio
 from grokjax.causal import apply, plots
 from grokjax.causal.apply import default_steps, parse_heads
-from grokjax.cli import parse_ints, run_main
+from grokjax.cli import load_run_dir, parse_ints, run_main
 from grokjax.errors import ConfigError
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder written by experiments.train")
@@ -48,10 +47,7 @@ def select_runs(cfg) -> list[int]:
 
 def main(argv):
   del argv
-  if _RUN_DIR.value is None:
-    raise ConfigError("--run_dir is required")
-  run_dir = pathlib.Path(_RUN_DIR.value)
-  cfg = runio.load_config(run_dir)
+  run_dir, cfg = load_run_dir(_RUN_DIR.value)
   if _METRIC.value not in plots.LABELS:
     raise ConfigError(f"unknown --metric {_METRIC.value!r}; valid: {', '.join(plots.LABELS)}")
   if _STEPS.value:

@@ -22,7 +22,7 @@ import jax
 from absl import app, flags
 
 from grokjax import checkpoint, runio
-from grokjax.cli import parse_ints, run_main
+from grokjax.cli import load_run_dir, parse_ints, run_main
 from grokjax.errors import ConfigError
 from grokjax.slt import apply, calibration
 
@@ -93,10 +93,7 @@ def run_calibration(run_dir: pathlib.Path, cfg, run: int) -> None:
 
 def main(argv):
   del argv
-  if _RUN_DIR.value is None:
-    raise ConfigError("--run_dir is required")
-  run_dir = pathlib.Path(_RUN_DIR.value)
-  cfg = runio.load_config(run_dir)
+  run_dir, cfg = load_run_dir(_RUN_DIR.value)
   runs = select_runs(cfg)
   if _CALIBRATE.value:
     run_calibration(run_dir, cfg, runs[0])

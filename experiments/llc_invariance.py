@@ -20,14 +20,13 @@ function, and only there is a moving λ̂ the sampler's fault.
 
 from __future__ import annotations
 
-import pathlib
 
 import jax
 import numpy as np
 from absl import app, flags
 
 from grokjax import checkpoint, runio
-from grokjax.cli import run_main
+from grokjax.cli import load_run_dir, run_main
 from grokjax.errors import ConfigError
 from grokjax.slt import apply, invariance
 
@@ -89,10 +88,7 @@ def per_sampler(values: list[str], name: str) -> list[float]:
 
 def main(argv):
   del argv
-  if _RUN_DIR.value is None:
-    raise ConfigError("--run_dir is required")
-  run_dir = pathlib.Path(_RUN_DIR.value)
-  cfg = runio.load_config(run_dir)
+  run_dir, cfg = load_run_dir(_RUN_DIR.value)
   run = pick_run(cfg)
   step = _STEP.value if _STEP.value is not None else checkpoint.list_steps(run_dir)[-1]
   params = checkpoint.load_params(run_dir, step, index=run)

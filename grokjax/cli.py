@@ -33,6 +33,19 @@ def parse_ints(text: str, name: str) -> list[int]:
     raise ConfigError(f"--{name} takes comma-separated integers, got {text!r}") from e
 
 
+def load_run_dir(value: str | None):
+  """--run_dir's folder and its SweepConfig; a one-line error when the flag is missing."""
+  import pathlib
+
+  from grokjax import runio
+  from grokjax.errors import ConfigError
+
+  if value is None:
+    raise ConfigError("--run_dir is required")
+  run_dir = pathlib.Path(value)
+  return run_dir, runio.load_config(run_dir)
+
+
 def use_cpu_devices(n: int | None) -> None:
   """Splits a CPU-only host into n XLA devices; must run before JAX starts its backend.
 
