@@ -440,10 +440,12 @@ def grokking_change(metrics: dict, table: dict, column: str, *, threshold: float
                     gen_level: float = 0.5) -> list[dict]:
   """Per run that generalised: the measure on the memorisation plateau and after grokking.
 
-  plateau: median over samples with train accuracy >= threshold and test accuracy
-  < gen_level (the last sample before t_gen if there is none); after: median over
-  samples with test accuracy >= threshold. `change` = after - plateau, `rel_change`
-  divides by |plateau|. The sign says whether the measure rose or fell through grokking.
+  plateau: median over samples before the first one with test accuracy >= gen_level
+  that have train accuracy >= threshold (the last sample before it if there is none) —
+  a loss spike after grokking also has high train and low test accuracy, and must not
+  count as memorisation; after: median over samples with test accuracy >= threshold.
+  `change` = after - plateau, `rel_change` divides by |plateau|. The sign says whether
+  the measure rose or fell through grokking.
   """
   rows = []
   for run in runs_of(table):
@@ -453,9 +455,11 @@ def grokking_change(metrics: dict, table: dict, column: str, *, threshold: float
     train = _at_steps(metrics, run, "train_acc", steps)
     test = _at_steps(metrics, run, "test_acc", steps)
     after = values[test >= threshold]
-    plateau = values[(train >= threshold) & (test < gen_level)]
+    generalised = test >= gen_level
+    before = np.arange(steps.size) < (np.argmax(generalised) if generalised.any() else steps.size)
+    plateau = values[before & (train >= threshold)]
     if plateau.size == 0:
-      plateau = values[test < gen_level][-1:]
+      plateau = values[before][-1:]
     if after.size == 0 or plateau.size == 0:
       continue
     p, a = float(np.median(plateau)), float(np.median(after))

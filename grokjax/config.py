@@ -162,7 +162,7 @@ PRESETS: dict[str, SweepConfig] = {
     # README's main job: x - y mod 97, both weight decays, two seeds; the wd-1 runs grok.
     # lr 3e-3 (3x the paper's) so that grokking fits 900 steps, under 5 minutes on a
     # 2-core CPU; at the paper's lr it comes at 1,900-2,000 (BUILD_NOTES.md, "CPU presets").
-    "demo": SweepConfig(ops=("sub",), lrs=(3e-3,), steps=900, eval_every=100, ckpt_every=100),
+    "demo": SweepConfig(ops=("sub",), lrs=(3e-3,), steps=900, eval_every=50, ckpt_every=100),
     # Every op and both weight decays, two seeds, under 30 minutes on 2 CPU cores (same lr).
     "cpu-quick": SweepConfig(lrs=(3e-3,), steps=1200, eval_every=100, ckpt_every=200),
     # For tests and smoke runs: a tiny model on x + y mod 23 that groks in ~1,000 steps

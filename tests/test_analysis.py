@@ -196,6 +196,20 @@ def test_grokking_change_compares_plateau_with_after():
   assert analysis.grokking_change(m, q, "early") == []  # never generalised
 
 
+def test_grokking_change_ignores_a_loss_spike_after_grokking():
+  m, q = synthetic_tables(ops=("add",))
+  spike = q["step"].max()  # the last checkpoint: a slingshot, train high and test low again
+  at = m["step"] == spike
+  m = {**m, "test_acc": np.where(at, 0.3, m["test_acc"]),
+       "train_acc": np.where(at, 1.0, m["train_acc"])}
+  q = {**q, "late": np.where(q["step"] == spike, 50.0, q["late"])}  # a wild value there
+  rows = analysis.grokking_change(m, q, "late")
+  assert len(rows) == 2
+  for r in rows:  # the spike is neither plateau (it comes after t_gen) nor after (test < .99)
+    assert r["plateau"] == pytest.approx(5.0, abs=0.01)
+    assert r["after"] == pytest.approx(2.0, abs=0.05)
+
+
 def test_windowed_methods_time_the_post_memorisation_change():
   # a large rise while the network memorises (step ~30), then a smaller fall at ~1500
   v = 10 * logistic(STEPS, 30.0) - 2 * logistic(STEPS, 1500.0)
