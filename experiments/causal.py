@@ -12,7 +12,6 @@ Without --steps, up to four saved steps spread evenly on a log scale are used.
 
 from __future__ import annotations
 
-
 from absl import app, flags
 
 from grokjax import checkpoint, runio

@@ -2,9 +2,9 @@
 
   python -m experiments.llc --run_dir=runs/quick --ops=sub --weight_decays=1 --every=500
   python -m experiments.llc --run_dir=runs/quick --runs=0,1 --sampler=rmsprop_sgld \
-      --step_size=1e-5 --steps=0,250,1000,4000
+      --step_size=1e-5 --localization=100 --steps=0,200,600,1200
   python -m experiments.llc --run_dir=runs/quick --runs=0 --calibrate \
-      --calib_step_sizes=1e-5,1e-4,1e-3 --calib_localizations=10,100,1000
+      --calib_step_sizes=1e-6,4e-6,1e-5 --calib_localizations=1e3,1e4,3e4
 
 Writes DIR/llc.csv (one row per run x checkpoint; replaced on each call) and DIR/llc.png
 (λ̂ against step on a log axis, beside test accuracy from metrics.csv). With
@@ -46,8 +46,8 @@ _SEEDS = flags.DEFINE_list("seeds", None, "only runs with these seeds")
 _SEED = flags.DEFINE_integer("seed", 0, "sampler seed")
 _CKPT_BATCH = flags.DEFINE_integer("checkpoint_batch", 1, "checkpoints vmapped together")
 _CALIBRATE = flags.DEFINE_bool("calibrate", False, "run the calibration grid instead")
-_CAL_STEPS = flags.DEFINE_list("calib_step_sizes", ["1e-5", "3e-5", "1e-4", "3e-4"], "ε grid")
-_CAL_LOCS = flags.DEFINE_list("calib_localizations", ["10", "100", "1000"], "γ grid")
+_CAL_STEPS = flags.DEFINE_list("calib_step_sizes", ["1e-6", "2e-6", "4e-6", "1e-5"], "ε grid")
+_CAL_LOCS = flags.DEFINE_list("calib_localizations", ["1e3", "1e4", "3e4"], "γ grid")
 _CAL_STEP = flags.DEFINE_integer("calib_step", None, "checkpoint to calibrate at (default last)")
 
 

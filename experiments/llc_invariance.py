@@ -20,7 +20,6 @@ function, and only there is a moving λ̂ the sampler's fault.
 
 from __future__ import annotations
 
-
 import jax
 import numpy as np
 from absl import app, flags
