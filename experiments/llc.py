@@ -79,11 +79,9 @@ def run_calibration(run_dir: pathlib.Path, cfg, run: int) -> None:
       localizations=floats(_CAL_LOCS.value, "calib_localizations"),
       nbetas=[_NBETA.value], batch_size=min(_BATCH.value, int(data[1].shape[0])),
       eval_chunk=cfg.eval_chunk, **{k: v for k, v in sampler_settings().items() if k != "nbeta"})
-  rows = [{**runio.run_fields(run, cfg.runs[run]), "step": step, "sampler": _SAMPLER.value, **row}
+  rows = [{**runio.run_fields(run, cfg.runs[run]), "step": step, "sampler": _SAMPLER.value, **row,
+           **apply.saturation_fields(row["llc_mean"], row["init_loss"], row["nbeta"], cfg.p)}
           for row in calibration.calibration_rows(out)]
-  for row in rows:
-    row["sampled_loss"] = row["init_loss"] + row["llc_mean"] / row["nbeta"]
-    row["saturated"] = int(apply.saturated(row["sampled_loss"], row["init_loss"], cfg.p))
   runio.write_csv(run_dir / "llc_calibration.csv", rows)
   calibration.plot_calibration(out, run_dir / "llc_calibration.png",
                                title=f"{cfg.runs[run].label}, step {step}, {_SAMPLER.value}: "

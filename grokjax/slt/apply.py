@@ -15,7 +15,7 @@ the paper model with ε = 1e-4, γ = 100: λ̂ ≈ 2,550 ≈ 551 × ln 97 at eve
 checkpoint). Such rows are flagged, never dropped; calibrate before trusting them.
 
 >>> # rows = llc_over_training("runs/demo", key=jax.random.key(0), sampler="sgld",
->>> #                          step_size=1e-4, localization=100.0, every=500)
+>>> #                          step_size=4e-6, localization=1e4, every=100)
 """
 
 from __future__ import annotations
@@ -67,6 +67,16 @@ def saturated(sampled_loss, init_loss, p: int) -> bool:
   """
   level = SATURATION * np.log(p)
   return bool(sampled_loss >= level > init_loss)
+
+
+def saturation_fields(llc_mean: float, init_loss: float, nbeta: float, p: int) -> dict:
+  """The columns every LLC row carries: the chains' mean loss, ln p and the saturation flag.
+
+  The mean sampled loss is recovered from λ̂ = nβ (E[L_m(w)] − L_n(w*)).
+  """
+  sampled = init_loss + llc_mean / nbeta
+  return {"sampled_loss": sampled, "chance_loss": float(np.log(p)),
+          "saturated": int(saturated(sampled, init_loss, p))}
 
 
 def choose_steps(saved: Sequence[int], *, steps: Sequence[int] | None = None,
@@ -145,17 +155,15 @@ def llc_over_training(run_dir: str | os.PathLike, *, key: jax.Array, sampler="sg
                              spec=spec, step_size=step_size, nbeta=nb,
                              localization=localization, checkpoint_batch=checkpoint_batch)
     for j, step in enumerate(chosen):
-      sampled = float(out["loss/init"][j]) + float(out["llc/mean"][j]) / nb
+      llc_mean, init_loss = float(out["llc/mean"][j]), float(out["loss/init"][j])
       rows.append({**runio.run_fields(r, cfg.runs[r]), "step": step, "sampler": str(sampler),
                    "step_size": step_size, "localization": localization, "nbeta": nb,
                    "num_chains": num_chains, "num_draws": num_draws, "num_burnin": num_burnin,
                    "batch_size": bs if bs is not None else n,
-                   "llc_mean": float(out["llc/mean"][j]), "llc_std": float(out["llc/std"][j]),
-                   "init_loss": float(out["loss/init"][j]),
-                   "distance_mean": float(out["distance/mean"][j]),
-                   "diverged": int(out["diverged/count"][j]), "sampled_loss": sampled,
-                   "chance_loss": float(np.log(cfg.p)),
-                   "saturated": int(saturated(sampled, float(out["loss/init"][j]), cfg.p))})
+                   "llc_mean": llc_mean, "llc_std": float(out["llc/std"][j]),
+                   "init_loss": init_loss, "distance_mean": float(out["distance/mean"][j]),
+                   "diverged": int(out["diverged/count"][j]),
+                   **saturation_fields(llc_mean, init_loss, nb, cfg.p)})
   return rows
 
 
