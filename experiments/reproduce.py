@@ -32,71 +32,10 @@ from grokjax import runio
 from grokjax.cli import run_main, use_cpu_devices
 from grokjax.config import PRESETS, SweepConfig
 from grokjax.errors import ConfigError, RunFolderError
+from grokjax.plan import PLANS, Plan
 
 SNAPSHOT_FORMAT = 2  # bumped when snapshot_fn's arrays change, so old files are recomputed
 STAGES = ("train", "measures", "causal", "llc", "invariance", "surrogate", "snapshots", "report")
-
-
-@dataclasses.dataclass
-class Plan:
-  """How much of each lens a preset runs (the training grid is the preset's SweepConfig)."""
-
-  measure_lenses: tuple[str, ...] = ("spectral", "fourier", "geometry")
-  measure_every: int | None = None  # cheap lenses: every saved step (None) or multiples of K
-  bdm_points: int | None = None  # BDM at this many log-spaced saved steps (None: as above)
-  gc_method: str = "exact"
-  n_examples: int = 256  # geometry lens examples
-  workers: int = 2  # BDM processes
-  causal_points: int = 4  # checkpoints for the Figure-2 grid
-  causal_pairs: int = 256
-  causal_random: int = 5
-  causal_examples: int = 1024
-  llc_points: int = 8  # checkpoints for the LLC trajectory
-  llc_sampler: str = "sgld"
-  # calibrated on the paper model (BUILD_NOTES, SLT): ε = 1e-4, γ = 100 saturates there
-  llc_step_size: float = 4e-6
-  llc_localization: float = 1e4
-  llc_chains: int = 4
-  llc_draws: int = 200
-  llc_burnin: int = 100
-  llc_batch: int = 512
-  llc_all_seeds: bool = True  # False: the LLC of the first seed's runs only (cost)
-  invariance_grid: int = 5  # grid points per axis (the paper: 30)
-  alpha_range: tuple[float, float] = (0.1, 10.0)  # α from lo to hi (log grid)
-  beta_range: tuple[float, float] = (0.1, 10.0)  # β from lo to hi (log grid)
-  invariance_samplers: tuple[str, ...] = ("sgld", "rmsprop_sgld", "scale_invariant", "riemannian")
-  invariance_draws: int = 100
-  invariance_chains: int = 2
-  surrogate: dict | None = dataclasses.field(default_factory=dict)  # SurrogateConfig overrides
-  snapshot_points: int = 4
-  snapshot_matrix: str = "tok_embed"
-  seed: int = 0
-
-
-PLANS: dict[str, Plan] = {
-    "paper": Plan(measure_every=1000, llc_points=16, invariance_grid=30),
-    # demo and cpu-quick: lean lens plans, since training takes most of the time budget;
-    # their rescaling grids stay where the rescaling (nearly) preserves the function (on the
-    # demo, α < 1 and β = 0.1 or 10 changed the initial loss by 0.6-4.7 nats)
-    "cpu-quick": Plan(gc_method="hutchinson", n_examples=128, causal_pairs=128,
-                      causal_random=3, causal_examples=512, llc_points=4, llc_chains=2,
-                      llc_draws=150, llc_burnin=75, llc_batch=128, llc_all_seeds=False,
-                      invariance_grid=3, invariance_samplers=("sgld", "scale_invariant"),
-                      invariance_draws=40, invariance_chains=1, alpha_range=(1.0, 10.0),
-                      beta_range=(0.5, 2.0), surrogate=dict(seeds=(0,))),
-    "demo": Plan(gc_method="hutchinson", n_examples=128, causal_pairs=128,
-                 causal_random=3, causal_examples=512, llc_points=4, llc_chains=2, llc_draws=150,
-                 llc_burnin=75, llc_batch=128, llc_all_seeds=False, invariance_grid=3,
-                 invariance_samplers=("sgld", "scale_invariant"), invariance_draws=40,
-                 invariance_chains=1, alpha_range=(1.0, 10.0), beta_range=(0.5, 2.0),
-                 surrogate=dict(ops=("sub",), p=47, penalties=(0.0, 0.3, 1.0), seeds=(0,))),
-    "tiny": Plan(n_examples=64, bdm_points=4, workers=0, causal_points=3, causal_pairs=16,
-                 causal_random=2, causal_examples=64, llc_points=3, llc_chains=2, llc_draws=12,
-                 llc_burnin=2, llc_batch=32, invariance_grid=2, invariance_samplers=("sgld",),
-                 invariance_draws=8, invariance_chains=1,
-                 surrogate=dict(ops=("add",), p=7, penalties=(0.0, 1.0), seeds=(0,), steps=60,
-                                eval_points=6)),
-}
 
 
 class Clock:
