@@ -90,8 +90,15 @@ def from_dict(d: dict) -> Plan:
   unknown = sorted(set(d) - set(fields))
   if unknown:
     raise RunFolderError(f"unknown plan fields {unknown}")
-  values = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-  return Plan(**values)
+  return Plan(**{k: _tuples(v) for k, v in d.items()})
+
+
+def _tuples(v):
+  if isinstance(v, list):
+    return tuple(_tuples(x) for x in v)
+  if isinstance(v, dict):
+    return {k: _tuples(x) for k, x in v.items()}
+  return v
 
 
 def save(run_dir: str | os.PathLike, plan: Plan) -> None:
