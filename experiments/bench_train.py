@@ -1,15 +1,17 @@
-"""Training throughput of the paper model: R runs in one program, and PyTorch eager.
+"""Training throughput of the paper model: one run against the authors' loop, R runs in one program.
 
   python -m experiments.bench_train --out=runs/bench
-  python -m experiments.bench_train --runs=1,16 --steps=50 --cpu_devices=2
+  python -m experiments.bench_train --runs=1,16 --steps=50 --rounds=5
 
-For R in --runs it compiles one sweep program of the paper model (x - y mod 97,
-batch 512) and times --steps steps after compilation (compile time reported apart).
-With torch installed (`pip install -e .[bench]`) it times a straightforward
-PyTorch-eager AdamW loop of the same model, batch and optimizer in the same
-invocation. Then it trains x - y mod 97 at the paper's settings (wd 1.0) and reports
-the wall time, compilation included, until test accuracy first reaches 0.99.
-Writes bench_train.json and bench_train.md in --out.
+One run against the authors' PyTorch-eager loop (experiments/torch_reference.py; needs
+`pip install -e .[bench]`): each side is timed in a process of its own, the two
+interleaved over --rounds rounds (torch, jax, torch, jax, ...), since a JAX runtime's
+threads slow a loop that runs after it in the same process; every round is reported
+with the median ratio. Then, for R in --runs, one sweep program of R paper-model runs
+(x - y mod 97, batch 512) timed over --steps steps after compilation (compile time
+apart), and the wall time, compilation included, until x - y mod 97 at the paper's
+settings (wd 1.0) first reaches test accuracy 0.99. Writes bench_train.json and
+bench_train.md in --out.
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 import pathlib
 import platform
+import statistics
+import subprocess
+import sys
 import time
 
 from absl import app, flags
 
 from grokjax.cli import parse_ints, run_main, use_cpu_devices
+from grokjax.errors import ConfigError
 
 _RUNS = flags.DEFINE_string("runs", "1,2,4,8,16", "sweep sizes to time")
 _STEPS = flags.DEFINE_integer("steps", 60, "timed steps per sweep size")
@@ -32,6 +39,9 @@ _TORCH = flags.DEFINE_bool("torch", True, "also time the PyTorch-eager loop when
 _TORCH_DEVICE = flags.DEFINE_string("torch_device", "cpu", "device of the PyTorch loop (cpu, cuda)")
 _OUT = flags.DEFINE_string("out", "runs/bench", "folder for bench_train.json / .md")
 _CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 1, "XLA host devices on a CPU-only machine")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "interleaved rounds of the one-run comparison")
+_SIDE = flags.DEFINE_enum("side", None, ["jax", "torch"], "time one side alone and print its "
+                          "result as one JSON line (what each round's process runs)")
 
 
 def time_sweep(n_runs: int, steps: int) -> dict:
@@ -82,11 +92,10 @@ def time_to_grok(max_steps: int) -> dict:
   return {"grok_step": None, "wall_s_incl_compile": time.perf_counter() - t0}
 
 
-def time_torch(steps: int, device: str) -> dict | None:
-  if importlib.util.find_spec("torch") is None:
-    return None
+def time_torch(steps: int, device: str) -> dict:
   import jax
   import numpy as np
+  import torch
 
   from experiments import torch_reference
   from grokjax import tasks
@@ -95,9 +104,49 @@ def time_torch(steps: int, device: str) -> dict | None:
   is_train = np.asarray(tasks.split(jax.random.key(0), 97, 0.5).is_train)
   sps = torch_reference.steps_per_second(inputs[is_train], targets[is_train], steps=steps,
                                            device=device)
-  import torch
   return {"steps_per_s": sps, "torch": torch.__version__, "device": device,
           "threads": torch.get_num_threads()}
+
+
+def cpu_kind() -> str:
+  """The CPU model and its widest vector unit (the two CPU kinds differ there), and cores."""
+  model, flags_ = platform.processor() or platform.machine(), set()
+  info = pathlib.Path("/proc/cpuinfo")
+  if info.is_file():
+    for line in info.read_text().splitlines():
+      key, _, value = line.partition(":")
+      if key.strip() == "model name":
+        model = value.strip()
+      elif key.strip() == "flags":
+        flags_ = set(value.split())
+      if model and flags_:
+        break
+  vector = "AVX-512" if "avx512f" in flags_ else "AVX2" if "avx2" in flags_ else "no AVX2"
+  return f"{model} ({vector}), {os.cpu_count()} cores"
+
+
+def one_side(side: str) -> dict:
+  """One side's steps/s, measured in this process alone."""
+  if side == "torch":
+    return time_torch(_STEPS.value, _TORCH_DEVICE.value)
+  return time_sweep(1, _STEPS.value)
+
+
+def interleaved(rounds: int) -> dict:
+  """torch, jax, torch, jax, ...: each side in a fresh process; every round and the median."""
+  rows = []
+  for r in range(rounds):
+    row = {"round": r + 1}
+    for side in ("torch", "jax"):
+      cmd = [sys.executable, "-m", "experiments.bench_train", f"--side={side}",
+             f"--steps={_STEPS.value}", f"--torch_device={_TORCH_DEVICE.value}",
+             f"--cpu_devices={_CPU_DEVICES.value}"]
+      done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ)
+      row[side] = json.loads(done.stdout.strip().splitlines()[-1])["steps_per_s"]
+    row["ratio"] = row["jax"] / row["torch"]
+    rows.append(row)
+    print(row, flush=True)
+  return {"rounds": rows, "median_ratio": statistics.median(r["ratio"] for r in rows)}
 
 
 def to_markdown(res: dict) -> str:
@@ -109,11 +158,13 @@ def to_markdown(res: dict) -> str:
     per_run = base / r["run_steps_per_s"]  # seconds per run-step, relative to one run
     lines.append(f"| {r['runs']} | {r['compile_s']:.1f} | {r['steps_per_s']:.1f} | "
                  f"{r['run_steps_per_s']:.1f} | {per_run:.2f}x |")
-  if res.get("torch"):
-    t = res["torch"]
-    lines += ["", f"PyTorch {t['torch']} eager loop ({t.get('device', 'cpu')}, {t['threads']} threads): "
-              f"{t['steps_per_s']:.1f} steps/s; grokjax 1 run / torch = "
-              f"{res['sweeps'][0]['steps_per_s'] / t['steps_per_s']:.2f}x"]
+  if res.get("versus_torch"):
+    v = res["versus_torch"]
+    lines += ["", "One run against the authors' PyTorch-eager loop, each in its own process:", "",
+              "| round | torch steps/s | grokjax steps/s | ratio |", "|---:|---:|---:|---:|"]
+    lines += [f"| {r['round']} | {r['torch']:.1f} | {r['jax']:.1f} | {r['ratio']:.2f}x |"
+              for r in v["rounds"]]
+    lines += ["", f"Median ratio: {v['median_ratio']:.2f}x"]
   if res.get("grok"):
     g = res["grok"]
     lines += ["", f"x - y mod 97, wd 1.0, seed 42: test acc >= 0.99 at step {g['grok_step']}, "
@@ -124,17 +175,21 @@ def to_markdown(res: dict) -> str:
 def main(argv):
   del argv
   use_cpu_devices(_CPU_DEVICES.value)
+  if _SIDE.value:
+    print(json.dumps(one_side(_SIDE.value)), flush=True)
+    return
   import jax
 
-  res = {"machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+  res = {"machine": cpu_kind(),
          "devices": [str(d) for d in jax.devices()],
          "date": time.strftime("%Y-%m-%d"), "steps": _STEPS.value, "sweeps": []}
+  if _TORCH.value:
+    if importlib.util.find_spec("torch") is None:
+      raise ConfigError("torch is not installed: pip install -e .[bench], or pass --notorch")
+    res["versus_torch"] = interleaved(_ROUNDS.value)
   for n in parse_ints(_RUNS.value, "runs"):
     res["sweeps"].append(time_sweep(n, _STEPS.value))
     print(res["sweeps"][-1], flush=True)
-  if _TORCH.value:
-    res["torch"] = time_torch(_STEPS.value, _TORCH_DEVICE.value)
-    print("torch:", res["torch"], flush=True)
   if _GROK_STEPS.value:
     res["grok"] = time_to_grok(_GROK_STEPS.value)
     print("grok:", res["grok"], flush=True)

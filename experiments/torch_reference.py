@@ -1,7 +1,10 @@
-"""The paper model and training step in PyTorch eager, as the authors' scripts train it.
+"""The paper model and training loop in PyTorch eager, as the authors' scripts train it.
 
-Used only by experiments/bench_train.py to compare speed side by side (torch is an
-optional, benchmark-only dependency: `pip install -e .[bench]`).
+`nn.MultiheadAttention` with a float causal mask (-inf above the diagonal), PyTorch's
+default initialisation, AdamW (lr 1e-3, betas 0.9/0.98), and minibatches cut from a
+fresh index permutation of the train set every epoch. experiments/bench_train.py times
+it in a process of its own (torch is an optional, benchmark-only dependency:
+`pip install -e .[bench]`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ class Model(nn.Module):
     self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(seq, d)
     self.blocks = nn.ModuleList(Block(d, heads, d_mlp) for _ in range(layers))
     self.ln_f, self.unembed = nn.LayerNorm(d), nn.Linear(d, vocab, bias=False)
-    self.register_buffer("mask", torch.triu(torch.ones(seq, seq, dtype=torch.bool), 1))
+    self.register_buffer("mask", torch.triu(torch.full((seq, seq), float("-inf")), 1))
 
   def forward(self, tokens):
     x = self.tok(tokens) + self.pos(torch.arange(tokens.shape[1], device=tokens.device))
