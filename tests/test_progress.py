@@ -68,17 +68,13 @@ def family_table(p, op, freqs, amp, const):
   return table
 
 
-def mask_of(freqs, n_freqs):
-  return jnp.zeros(n_freqs).at[np.asarray(freqs) - 1].set(1.0)
-
-
 @pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
 def test_key_frequency_table_restricted_equals_full_and_excluded_is_uniform(op):
   n = P - 1 if op in ("mul", "div") else P
   table = family_table(P, op, (3, 7), (2.5, 1.5), 0.4)
   mask = train_mask(P)
   m = jax.jit(lambda t, tm: progress.table_losses(t, p=P, op=op, train_mask=tm,
-                                                  mask_K=mask_of((3, 7), n // 2)))(
+                                                  mask_K=progress.freqs_mask((3, 7), n // 2)))(
       jnp.asarray(table, jnp.float32), mask)
   np.testing.assert_allclose(m["progress/restricted_loss"], m["progress/full_loss"], rtol=1e-5)
   np.testing.assert_allclose(m["progress/excluded_loss"], np.log(P), rtol=1e-6)
@@ -102,7 +98,7 @@ def test_mixed_table_gives_hand_computed_losses():
   mask = train_mask(P, seed=2)
   for on in ("train", "test", "all"):
     m = progress.table_losses(jnp.asarray(table, jnp.float32), p=P, op="add", train_mask=mask,
-                              mask_K=mask_of((3, 7), P // 2), restricted_on=on)
+                              mask_K=progress.freqs_mask((3, 7), P // 2), restricted_on=on)
     answers, train, task = grids(P, "add", mask)
     cells = {"train": train, "test": task & ~train, "all": task}[on]
     np.testing.assert_allclose(m["progress/restricted_loss"], np_ce(key + bias, answers, cells),
@@ -127,8 +123,8 @@ def test_split_is_the_least_squares_projection(n, sign):
   basis = np.stack(cols, 1)
   coef = np.linalg.lstsq(basis, table.reshape(n * n, 3), rcond=None)[0]
   fit = (basis @ coef).reshape(n, n, 3)
-  restricted, excluded = progress.split_logits(jnp.asarray(table), mask_of(keys, n // 2),
-                                               sign=sign)
+  restricted, excluded = progress.split_logits(jnp.asarray(table),
+                                               progress.freqs_mask(keys, n // 2), sign=sign)
   np.testing.assert_allclose(restricted, fit, atol=1e-5)
   np.testing.assert_allclose(excluded, table - fit + table.mean(axis=(0, 1)), atol=1e-5)
 
@@ -161,12 +157,15 @@ def test_key_frequencies_of_a_planted_embedding(op):
   assert m["progress/key_freqs"].tolist() == [4, 2]
   assert int(m["progress/key_freq_0"]) == 4 and int(m["progress/key_freq_1"]) == 2
   np.testing.assert_allclose(m["progress/key_share"], 1.0, atol=1e-5)
-  np.testing.assert_array_equal(m["progress/key_mask"], mask_of((2, 4), 5))
-  th = fn(params, n_key=None, min_share=0.1)  # shares 9/13 and 4/13: the same set
-  np.testing.assert_array_equal(th["progress/key_mask"], m["progress/key_mask"])
-  assert "progress/key_freqs" not in th
+  np.testing.assert_array_equal(m["progress/key_mask"], progress.freqs_mask((2, 4), 5))
+  share = progress.spectrum(params, p=SMALL_P, basis=fourier.resolve_basis(op, "auto"))
+  np.testing.assert_allclose(share[np.array([3, 1])], [9 / 13, 4 / 13], atol=1e-5)  # amp^2
+  th = progress.key_mask(share, n_key=None, min_share=0.1)
+  np.testing.assert_array_equal(th, m["progress/key_mask"])
   fm = fourier.fourier_measures(CFG, params, p=SMALL_P, op=op, occam=False, n_key=2)
   assert [int(fm[f"fourier/embed_key_freq_{i}"]) for i in range(2)] == [4, 2]
+  with pytest.raises(ConfigError, match="freq_mask"):
+    fn(params, n_key=2, freq_mask=jnp.ones(4))
 
 
 def test_gini_of_the_neuron_logit_map():
@@ -226,10 +225,17 @@ def test_polynomial_op_has_nan_losses():
 def test_vmapped_equals_looped(op):
   trees = [random_params(CFG, 8), random_params(CFG, 9)]
   masks = [train_mask(SMALL_P, 1), train_mask(SMALL_P, 2)]
-  fn = lambda q, tm: progress.progress_measures(CFG, q, p=SMALL_P, op=op, train_mask=tm)
-  vm = jax.jit(jax.vmap(fn))(jax.tree.map(lambda *a: jnp.stack(a), *trees), jnp.stack(masks))
-  one = [jax.jit(fn)(t, tm) for t, tm in zip(trees, masks)]
+  freqs = [progress.freqs_mask((1, 2), 5), progress.freqs_mask((4,), 5)]
+  fn = lambda q, tm, fm: progress.progress_measures(CFG, q, p=SMALL_P, op=op, train_mask=tm,
+                                                    freq_mask=fm)
+  vm = jax.jit(jax.vmap(fn))(jax.tree.map(lambda *a: jnp.stack(a), *trees), jnp.stack(masks),
+                             jnp.stack(freqs))
+  one = [jax.jit(fn)(*args) for args in zip(trees, masks, freqs)]
   assert vm["progress/key_freqs"].shape == (2, 3)
+  np.testing.assert_array_equal(vm["progress/key_mask"], np.stack(freqs))  # the given sets
+  own = progress.key_mask(progress.spectrum(trees[1], p=SMALL_P,
+                                            basis=fourier.resolve_basis(op, "auto")))
+  assert sorted(vm["progress/key_freqs"][1].tolist()) == (np.flatnonzero(own) + 1).tolist()
   assert float(one[0]["progress/excluded_loss"]) != float(one[1]["progress/excluded_loss"])
   for k in vm:
     np.testing.assert_allclose(vm[k], np.stack([o[k] for o in one]), rtol=2e-4, atol=1e-5)
@@ -245,16 +251,16 @@ def test_trained_model_agrees_with_the_fourier_lens(tiny_run_dir):
     spec = cfg.runs[i]
     params = checkpoint.load_params(tiny_run_dir, step, index=i)
     mask = run_data(cfg, spec).is_train
-    out = progress.progress_measures(cfg.model_config, params, p=cfg.p, op=spec.op,
-                                     train_mask=mask, n_key=3)
-    both = progress.progress_measures(cfg.model_config, params, p=cfg.p, op=spec.op,
-                                      train_mask=mask, n_key=3, source="unembed")
+    out = jax.jit(functools.partial(progress.progress_measures, cfg.model_config, p=cfg.p,
+                                    op=spec.op, n_key=3))(params, train_mask=mask)
     fm = fourier.fourier_measures(cfg.model_config, params, p=cfg.p, op=spec.op, n_key=3,
                                   occam=False)
     assert out["progress/key_freqs"].tolist() == [int(fm[f"fourier/embed_key_freq_{j}"])
                                                   for j in range(3)]
-    assert both["progress/key_freqs"].tolist() == [int(fm[f"fourier/unembed_key_freq_{j}"])
-                                                   for j in range(3)]
+    share = progress.spectrum(params, p=cfg.p, basis=fourier.resolve_basis(spec.op, "auto"),
+                              source="unembed")
+    assert (jax.lax.top_k(share, 3)[1] + 1).tolist() == [
+        int(fm[f"fourier/unembed_key_freq_{j}"]) for j in range(3)]
     train_loss = m["train_loss"][(m["run"] == i) & (m["step"] == step)][0]
     full = float(out["progress/full_loss"])
     if spec.op == "add":  # the dlog basis leaves out the x = 0 row, so only add compares

@@ -15,6 +15,9 @@ same spectrum the Fourier lens ranks, so the top frequencies are exactly its
 `fourier/embed_key_freq_*`). `source` picks the spectrum: 'embed', 'unembed' or 'both'
 (the mean of the two power shares). The key set is the `n_key` strongest frequencies,
 or (n_key=None) every frequency whose share of the power is at least `min_share`.
+Nanda et al. fix the key set from the final checkpoint and use it at every step: pass
+it as `freq_mask` (`freqs_mask(final key_freqs, K)`); without it each checkpoint uses
+its own, which early in training are whatever frequencies noise favours.
 
 **Restricted and excluded loss.** L[a, b, c] is the model's logit of number class c on
 input (a, b) over the whole N x N grid in the op's basis (`fourier.logit_tables`: y = 0
@@ -102,6 +105,12 @@ def check_key_args(n_freqs: int, n_key: int | None, min_share: float | None) -> 
     raise ConfigError(f"n_key must lie in [1, {n_freqs}] (the frequencies 1..N//2), got {n_key}")
   if min_share is not None and not 0.0 < min_share <= 1.0:
     raise ConfigError(f"min_share must lie in (0, 1], got {min_share}")
+
+
+def freqs_mask(freqs, n_freqs: int) -> Array:
+  """[n_freqs] 1.0 at the given 1-based frequencies (e.g. a final checkpoint's key_freqs)."""
+  freqs = jnp.asarray(freqs, jnp.int32)
+  return jnp.zeros(n_freqs, jnp.float32).at[freqs - 1].set(1.0)
 
 
 def key_mask(share_K: Array, *, n_key: int | None = 3, min_share: float | None = None) -> Array:
@@ -194,15 +203,27 @@ def neuron_logit_map(params, p: int) -> Array:
 def progress_measures(mc: ModelConfig, params, *, p: int, op: str, train_mask: Array,
                       n_key: int | None = 3, min_share: float | None = None,
                       source: str = "embed", basis: str = "auto", restricted_on: str = "train",
-                      y0: str = "model") -> dict[str, Array]:
+                      y0: str = "model", freq_mask: Array | None = None) -> dict[str, Array]:
   """Key frequencies, restricted / excluded loss and the W_L Gini of one parameter tree.
 
   n_key (or min_share), source, basis, restricted_on and y0: see the module docstring.
-  Non-scalar entries: `progress/key_mask` [K], `progress/key_freqs` [n_key] (1-based, in
-  decreasing power; top-K mode only), `progress/wl_norms` [K]."""
+  `freq_mask` [K] (e.g. `freqs_mask` of the final checkpoint's key frequencies, as Nanda
+  et al. fix them for the whole run; it may differ per run under vmap) replaces the
+  model's own key set in the losses and shares; the reported key frequencies stay the
+  model's. Non-scalar entries: `progress/key_mask` [K] (the set the losses used),
+  `progress/key_freqs` [n_key] (1-based, in decreasing power; top-K mode only),
+  `progress/wl_norms` [K]."""
+  if restricted_on not in SETS:  # the checks table_losses makes, before the forward pass
+    raise ConfigError(f"unknown restricted_on {restricted_on!r}; valid: {', '.join(SETS)}")
+  example_grids(p, op, train_mask)
   used = fourier.resolve_basis(op, basis)
   share = spectrum(params, p=p, basis=used, source=source)
   mask = key_mask(share, n_key=n_key, min_share=min_share)
+  if freq_mask is not None:
+    if freq_mask.shape[-1] != share.shape[-1]:
+      raise ConfigError(f"freq_mask has {freq_mask.shape[-1]} entries; the basis has "
+                        f"{share.shape[-1]} frequencies")
+    mask = freq_mask.astype(jnp.float32)
   wl_power = frequency_power(fourier.in_basis(neuron_logit_map(params, p).T, basis=used))
   out = {"progress/dlog_basis": jnp.float32(used == "dlog"),
          "progress/key_mask": mask,
