@@ -296,7 +296,8 @@ def table_name(levels: int, encoding: str) -> str:
 
 def score_tree(codes: dict, tables: dict, *, levels: int, encodings: tuple) -> dict:
   """{encoding: {field: [block sets]}} of one run-checkpoint: every matrix's block
-  sets (its bit-planes in 2-D) in `codes` order, scored with one sort per encoding."""
+  sets (its bit-planes in 2-D) in `codes` order (under jit: sorted by name), scored
+  with one sort per encoding."""
   out = {}
   for enc in encodings:
     name = table_name(levels, enc)
@@ -344,15 +345,15 @@ def bdm_rows(codes: dict, *, levels: int = 4, encodings=complexity.ENCODINGS) ->
   rows = [{} for _ in range(batch.pop())]
   for enc in encodings:
     pre, at, per = f"bdm/{enc}", 0, {}
-    for k, v in codes.items():
-      sets = set_layout(tuple(np.shape(v)[1:]), levels=levels, encoding=enc)
-      cols = slice(at, at + len(sets))
+    for k in sorted(codes):  # jit flattens the dict in key order: the block sets' order
+      shape = tuple(np.shape(codes[k])[1:])
+      sets = set_layout(shape, levels=levels, encoding=enc)
+      per[k] = {f: sum(scores[enc][f][:, i] for i in range(at, at + len(sets))) for f in FIELDS}
       at += len(sets)
-      per[k] = {f: sum(scores[enc][f][:, i] for i in range(cols.start, cols.stop))
-                for f in FIELDS}
       per[k]["n_blocks"] = sum(n for n, _ in sets)
       per[k]["entries"] = sum(e for _, e in sets)
-      per[k]["dropped_entries"] = len(sets) * math.prod(np.shape(v)[1:]) - per[k]["entries"]
+      per[k]["dropped_entries"] = len(sets) * math.prod(shape) - per[k]["entries"]
+    per = {k: per[k] for k in codes}  # sums across matrices in the caller's order
     for b, row in enumerate(rows):
       row[f"{pre}/total"] = sum(float(m["bdm"][b]) for m in per.values())
       row[f"{pre}/per_entry"] = row[f"{pre}/total"] / max(1, sum(m["entries"] for m in per.values()))
@@ -362,4 +363,18 @@ def bdm_rows(codes: dict, *, levels: int = 4, encodings=complexity.ENCODINGS) ->
         row[f"{pre}/{f}"] = sum(int(m[f][b]) for m in per.values())
       row[f"{pre}/dropped_entries"] = sum(m["dropped_entries"] for m in per.values())
       row.update({f"{pre}/matrix/{k}": float(m["bdm"][b]) for k, m in per.items()})
+  return rows
+
+
+def lens_rows(codes: dict, *, levels: int = 4, extras: bool = True,
+              binary_ctm: bool = True) -> list[dict]:
+  """The BDM lens of a batch: one dict per batch element with the keys and values of
+  `complexity.bdm_measures(codes[b], levels=levels)` (the measures.csv columns): the
+  `bdm/*` keys from `bdm_rows` (on the device), and with `extras` the block-gzip and
+  zlib/lzma keys, which stay host-side (`gzip`, `zlib`, `lzma` on each matrix)."""
+  rows = bdm_rows(codes, levels=levels)
+  if extras:
+    for b, row in enumerate(rows):
+      row.update(complexity.bdm_measures({k: np.asarray(v[b]) for k, v in codes.items()},
+                                         levels=levels, encodings=(), binary_ctm=binary_ctm))
   return rows
