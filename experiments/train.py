@@ -4,6 +4,8 @@
   python -m experiments.train --ops=add,sub,mul,div --weight_decays=0,1 --seeds=42,101 \
       --steps=100000 --out=runs/paper
   python -m experiments.train --out=runs/demo --preset=demo --resume
+  python -m experiments.train --preset=demo --weight_decays=1 --grokfast_lambs=0,2 \
+      --out=runs/grokfast
 
 Explicit flags override the preset's values. --cpu_devices=N splits a CPU-only
 host into N XLA devices and shards the runs over them.
@@ -28,6 +30,11 @@ flags.DEFINE_list("seeds", None, "integer seeds")
 flags.DEFINE_list("weight_decays", None, "AdamW weight decays")
 flags.DEFINE_list("lrs", None, "learning rates")
 flags.DEFINE_list("train_fracs", None, "train fractions in (0, 1)")
+flags.DEFINE_string("grokfast_filter", None, "ema | ma: the Grokfast filter of runs with lamb > 0")
+flags.DEFINE_list("grokfast_alphas", None, "Grokfast EMA momenta in [0, 1), e.g. 0.98")
+flags.DEFINE_list("grokfast_lambs", None, "Grokfast amplifications >= 0 (0: plain AdamW), e.g. 0,2")
+flags.DEFINE_list("grokfast_windows", None, "Grokfast MA windows >= 1 (buffer: the largest)")
+flags.DEFINE_list("weight_norms", None, "target total L2 norms of the weights (0: off)")
 flags.DEFINE_integer("p", None, "modulus")
 flags.DEFINE_integer("steps", None, "training steps")
 flags.DEFINE_integer("batch_size", None, "minibatch size")

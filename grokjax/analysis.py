@@ -64,7 +64,8 @@ import numpy as np
 
 METHODS = ("half", "sigmoid", "half_all")
 WINDOWED = ("half", "sigmoid")  # read on the post-memorisation window
-RUN_FIELDS = ("run", "op", "seed", "weight_decay", "lr", "train_frac")
+RUN_FIELDS = ("run", "op", "seed", "weight_decay", "lr", "train_frac", "grokfast_alpha",
+              "grokfast_lamb", "grokfast_window", "weight_norm")  # runio's run columns
 GROUP_FIELDS = ("op", "weight_decay", "lr", "train_frac")  # a group's runs differ by seed
 
 

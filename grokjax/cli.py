@@ -61,9 +61,10 @@ def use_cpu_devices(n: int | None) -> None:
 
 
 SWEEP_LIST_FLAGS = {"ops": str, "seeds": int, "weight_decays": float, "lrs": float,
-                    "train_fracs": float}
+                    "train_fracs": float, "grokfast_alphas": float, "grokfast_lambs": float,
+                    "grokfast_windows": int, "weight_norms": float}
 SWEEP_SCALAR_FLAGS = ("p", "steps", "batch_size", "model", "activation", "dtype", "grad_clip",
-                      "eval_every", "ckpt_every")
+                      "eval_every", "ckpt_every", "grokfast_filter")
 
 
 def sweep_config_from_flags(flag_values, preset: str):

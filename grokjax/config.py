@@ -56,27 +56,64 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
 
 @dataclasses.dataclass
 class RunSpec:
-  """The hyperparameters that distinguish one run of a sweep from another."""
+  """The hyperparameters that distinguish one run of a sweep from another.
+
+  The optimizer fields are None where the sweep's optimizer does not have them (no
+  Grokfast filter, an EMA filter has no window, no weight-norm constraint), so a plain
+  AdamW sweep lists exactly the five fields it always had.
+  """
 
   op: str
   seed: int
   weight_decay: float
   lr: float
   train_frac: float
+  grokfast_alpha: float | None = None
+  grokfast_lamb: float | None = None
+  grokfast_window: int | None = None
+  weight_norm: float | None = None
+
+  @property
+  def optimizer_fields(self) -> dict[str, float | int]:
+    return {k: getattr(self, k) for k in OPTIMIZER_FIELDS if getattr(self, k) is not None}
 
   @property
   def label(self) -> str:
-    return f"{self.op} seed={self.seed} wd={self.weight_decay:g} lr={self.lr:g} frac={self.train_frac:g}"
+    extra = "".join(f" {k}={v:g}" for k, v in self.optimizer_fields.items())
+    return (f"{self.op} seed={self.seed} wd={self.weight_decay:g} lr={self.lr:g} "
+            f"frac={self.train_frac:g}{extra}")
+
+
+OPTIMIZER_FIELDS = ("grokfast_alpha", "grokfast_lamb", "grokfast_window", "weight_norm")
+# A RunSpec field -> the SweepConfig list that sweeps it, in the order of the runs product.
+RUN_AXES = {"op": "ops", "weight_decay": "weight_decays", "seed": "seeds", "lr": "lrs",
+            "train_frac": "train_fracs", "grokfast_alpha": "grokfast_alphas",
+            "grokfast_lamb": "grokfast_lambs", "grokfast_window": "grokfast_windows",
+            "weight_norm": "weight_norms"}
+GROKFAST_FILTERS = ("ema", "ma")
+
+
+def grid_order(grid):
+  """RunSpec's positional order (op, seed, wd, ...) from the product's (op, wd, seed, ...)."""
+  for op, wd, seed, *rest in grid:
+    yield (op, seed, wd, *rest)
 
 
 @dataclasses.dataclass
 class SweepConfig:
   """A grid of training runs that is trained as one compiled program.
 
-  The runs are the product `ops × weight_decays × seeds × lrs × train_fracs`, in that
-  order (op slowest). A seed fixes the initialisation, the train/test split and the
+  The runs are the product `ops × weight_decays × seeds × lrs × train_fracs ×
+  grokfast_alphas × grokfast_lambs × grokfast_windows × weight_norms`, in that order
+  (op slowest). A seed fixes the initialisation, the train/test split and the
   minibatch order, so two runs that differ only in op or weight decay start from the
   same weights, as in the authors' scripts.
+
+  Optimizer extras (`grokjax.optim`), all per-run values: a Grokfast filter of kind
+  `grokfast_filter` ('ema': momentum alpha; 'ma': a window of gradients, kept in a
+  ring buffer of the sweep's largest window) amplified by lamb, where lamb = 0 is
+  plain AdamW and a sweep whose lambs are all 0 has no filter at all; and Omnigrok's
+  constraint of the parameters' total L2 norm to a target (0 or None: off).
   """
 
   ops: tuple[str, ...] = ("add", "sub", "mul", "div")
@@ -85,6 +122,11 @@ class SweepConfig:
   weight_decays: tuple[float, ...] = (0.0, 1.0)
   lrs: tuple[float, ...] = (1e-3,)
   train_fracs: tuple[float, ...] = (0.5,)
+  grokfast_filter: str = "ema"  # 'ema' | 'ma', for the runs with grokfast_lamb > 0
+  grokfast_alphas: tuple[float, ...] = (0.98,)  # EMA momentum, in [0, 1)
+  grokfast_lambs: tuple[float, ...] = (0.0,)  # amplification of the slow gradient; 0: off
+  grokfast_windows: tuple[int, ...] = (100,)  # MA window (ring buffer: the largest one)
+  weight_norms: tuple[float | None, ...] = (0.0,)  # target total L2 norm; 0 or None: off
   steps: int = 100_000
   batch_size: int = 512
   b1: float = 0.9
@@ -101,9 +143,29 @@ class SweepConfig:
   eval_chunk: int = 4096  # examples per forward pass when evaluating the full split
 
   @property
+  def uses_grokfast(self) -> bool:
+    return any(lamb > 0 for lamb in self.grokfast_lambs)
+
+  @property
+  def uses_weight_norm(self) -> bool:
+    return any(n for n in self.weight_norms)
+
+  @property
+  def grokfast_max_window(self) -> int:
+    """The MA ring buffer's static length (0 without an MA filter)."""
+    ma = self.uses_grokfast and self.grokfast_filter == "ma"
+    return max(self.grokfast_windows) if ma else 0
+
+  @property
   def runs(self) -> list[RunSpec]:
-    grid = itertools.product(self.ops, self.weight_decays, self.seeds, self.lrs, self.train_fracs)
-    return [RunSpec(op, seed, wd, lr, frac) for op, wd, seed, lr, frac in grid]
+    ema = self.uses_grokfast and self.grokfast_filter == "ema"
+    grid = itertools.product(
+        self.ops, self.weight_decays, self.seeds, self.lrs, self.train_fracs,
+        self.grokfast_alphas if ema else (None,),
+        self.grokfast_lambs if self.uses_grokfast else (None,),
+        self.grokfast_windows if self.grokfast_max_window else (None,),
+        tuple(float(n or 0.0) for n in self.weight_norms) if self.uses_weight_norm else (None,))
+    return [RunSpec(*fields) for fields in grid_order(grid)]
 
   @property
   def model_config(self) -> ModelConfig:
@@ -129,7 +191,7 @@ class SweepConfig:
     """Raises ConfigError with one readable line for the first problem found."""
     from grokjax import tasks  # tasks imports nothing from here; avoids a cycle at import
 
-    for name in ("ops", "seeds", "weight_decays", "lrs", "train_fracs"):
+    for name in RUN_AXES.values():
       if not getattr(self, name):
         raise ConfigError(f"{name} is empty")
     if self.model not in MODEL_PRESETS:
@@ -145,6 +207,7 @@ class SweepConfig:
     for wd in self.weight_decays:
       if not (wd >= 0 and math.isfinite(wd)):
         raise ConfigError(f"weight_decay must be finite and >= 0, got {wd}")
+    self._validate_optimizer()
     for name in ("steps", "batch_size", "eval_every", "ckpt_every"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -154,6 +217,29 @@ class SweepConfig:
           f"batch_size={self.batch_size} is larger than the train split ({n_min} examples "
           f"for p={self.p}, train_frac={min(self.train_fracs)})")
     self.model_config.validate()
+
+  def _validate_optimizer(self) -> None:
+    if self.grokfast_filter not in GROKFAST_FILTERS:
+      raise ConfigError(f"unknown grokfast_filter {self.grokfast_filter!r}; valid: ema, ma")
+    for a in self.grokfast_alphas:
+      if not 0.0 <= a < 1.0:
+        raise ConfigError(f"grokfast_alpha must lie in [0, 1), got {a}")
+    for lamb in self.grokfast_lambs:
+      if not (lamb >= 0 and math.isfinite(lamb)):
+        raise ConfigError(f"grokfast_lamb must be finite and >= 0, got {lamb}")
+    for w in self.grokfast_windows:
+      if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+        raise ConfigError(f"grokfast_window must be an integer >= 1, got {w!r}")
+    for n in self.weight_norms:
+      if n is not None and not (n >= 0 and math.isfinite(n)):
+        raise ConfigError(f"weight_norm must be finite and >= 0 (0 or None: off), got {n}")
+    ema = self.uses_grokfast and self.grokfast_filter == "ema"
+    for name, used, why in (("grokfast_alphas", ema, "an EMA filter (grokfast_filter='ema')"),
+                            ("grokfast_windows", bool(self.grokfast_max_window),
+                             "an MA filter (grokfast_filter='ma')")):
+      if len(getattr(self, name)) > 1 and not used:
+        raise ConfigError(f"{name} has {len(getattr(self, name))} values but only "
+                          f"{why} with a grokfast_lamb > 0 uses it")
 
 
 PRESETS: dict[str, SweepConfig] = {

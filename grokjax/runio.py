@@ -24,6 +24,8 @@ from grokjax.config import RunSpec, SweepConfig
 from grokjax.errors import RunFolderError
 
 RUN_COLUMNS = ("run", "op", "seed", "weight_decay", "lr", "train_frac")
+# after RUN_COLUMNS, in sweeps whose optimizer has them (config.OPTIMIZER_FIELDS)
+OPTIMIZER_COLUMNS = ("grokfast_alpha", "grokfast_lamb", "grokfast_window", "weight_norm")
 PACKAGES = ("grokjax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "pybdm",
             "matplotlib", "absl-py")
 
@@ -53,7 +55,7 @@ def git_commit() -> str:
 
 def run_fields(index: int, spec: RunSpec) -> dict:
   return {"run": index, "op": spec.op, "seed": spec.seed, "weight_decay": spec.weight_decay,
-          "lr": spec.lr, "train_frac": spec.train_frac}
+          "lr": spec.lr, "train_frac": spec.train_frac, **spec.optimizer_fields}
 
 
 def provenance(devices: Sequence[str]) -> dict:

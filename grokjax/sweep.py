@@ -28,7 +28,8 @@ from grokjax import checkpoint, runio, sharding
 from grokjax.config import SweepConfig
 from grokjax.errors import CheckpointError, DivergenceError, RunFolderError
 from grokjax.measures.spectral import spectral_summary
-from grokjax.train import RunData, TrainState, evaluate, init_state, run_data, run_keys, train_step
+from grokjax.train import (RunData, TrainState, evaluate, init_state, run_data, run_hypers,
+                           run_keys, train_step)
 
 METRICS = "metrics.csv"
 
@@ -55,10 +56,8 @@ def stacked_runs(cfg: SweepConfig) -> tuple[RunData, TrainState]:
   specs = cfg.runs
   data = jax.tree.map(lambda *a: np.stack(a), *[run_data(cfg, s) for s in specs])
   keys = jnp.stack([jax.random.key_data(run_keys(s.seed)[0]) for s in specs])
-  lrs = jnp.asarray([s.lr for s in specs], jnp.float32)
-  wds = jnp.asarray([s.weight_decay for s in specs], jnp.float32)
-  init = jax.jit(jax.vmap(lambda k, lr, wd: init_state(cfg, jax.random.wrap_key_data(k), lr, wd)))
-  return data, jax.tree.map(np.asarray, init(keys, lrs, wds))
+  init = jax.jit(jax.vmap(lambda k, h: init_state(cfg, jax.random.wrap_key_data(k), **h)))
+  return data, jax.tree.map(np.asarray, init(keys, run_hypers(specs)))
 
 
 def compile_fns(cfg: SweepConfig):

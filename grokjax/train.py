@@ -3,7 +3,8 @@
 A run's data (`RunData`) holds the full example table of its op, its train/test split
 and its minibatch key, so an op, a split or a seed is just another array and a sweep
 is a `vmap` of these functions over a leading runs axis (see `grokjax.sweep`).
-Learning rate and weight decay live in the optimizer state
+Learning rate, weight decay and the optimizer extras of `grokjax.optim` (Grokfast
+filters, a weight-norm target) live in the optimizer state
 (`optax.inject_hyperparams`), so they too are per-run arrays.
 
 Minibatches: each epoch the training examples are reshuffled with
@@ -20,9 +21,10 @@ from typing import NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from grokjax import tasks
+from grokjax import optim, tasks
 from grokjax.config import SweepConfig
 from grokjax.model import Transformer, init_params
 
@@ -47,18 +49,54 @@ class TrainState:
   diverged_at: Array  # [] int32, first step whose minibatch loss was not finite, or -1
 
 
-def make_optimizer(cfg: SweepConfig, lr: float | Array = 1e-3, weight_decay: float | Array = 0.0):
-  """AdamW (decoupled weight decay, as torch.optim.AdamW) with lr and wd in its state."""
-  adamw = optax.inject_hyperparams(optax.adamw, static_args=("b1", "b2"))(
-      learning_rate=lr, weight_decay=weight_decay, b1=cfg.b1, b2=cfg.b2)
+def make_optimizer(cfg: SweepConfig, lr: float | Array = 1e-3, weight_decay: float | Array = 0.0,
+                   *, grokfast_alpha: float | Array = 0.98, grokfast_lamb: float | Array = 0.0,
+                   grokfast_window: int | Array = 1, weight_norm: float | Array = 0.0):
+  """AdamW (decoupled weight decay, as torch.optim.AdamW) with lr and wd in its state.
+
+  The chain is [Grokfast filter] -> [clip] -> AdamW -> [weight-norm projection]; the
+  bracketed parts exist only if some run of the sweep uses them (`cfg.uses_grokfast`,
+  `cfg.grad_clip > 0`, `cfg.uses_weight_norm`), so a plain sweep's optimizer and its
+  state are what they were without them. Every hyperparameter is in the state.
+  """
+  parts = []
+  if cfg.uses_grokfast and cfg.grokfast_filter == "ema":
+    parts.append(optax.inject_hyperparams(optim.grokfast_ema)(
+        alpha=grokfast_alpha, lamb=grokfast_lamb))
+  elif cfg.uses_grokfast:
+    parts.append(optax.inject_hyperparams(optim.grokfast_ma, static_args=("max_window",))(
+        window=grokfast_window, lamb=grokfast_lamb, max_window=cfg.grokfast_max_window))
   if cfg.grad_clip > 0:
-    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw)
-  return adamw
+    parts.append(optax.clip_by_global_norm(cfg.grad_clip))
+  parts.append(optax.inject_hyperparams(optax.adamw, static_args=("b1", "b2"))(
+      learning_rate=lr, weight_decay=weight_decay, b1=cfg.b1, b2=cfg.b2))
+  if cfg.uses_weight_norm:
+    parts.append(optax.inject_hyperparams(optim.fixed_weight_norm)(target=weight_norm))
+  return parts[0] if len(parts) == 1 else optax.chain(*parts)
 
 
-def init_state(cfg: SweepConfig, key: Array, lr, weight_decay) -> TrainState:
+def run_hypers(specs) -> dict[str, np.ndarray]:
+  """Per-run optimizer hyperparameters of `specs` as [R] arrays (keywords of init_state).
+
+  A field a sweep's optimizer lacks (None in its RunSpecs) gets a neutral value that
+  `make_optimizer` never reads.
+  """
+  neutral = {"grokfast_alpha": 0.98, "grokfast_lamb": 0.0, "grokfast_window": 1,
+             "weight_norm": 0.0}
+  out = {"lr": np.asarray([s.lr for s in specs], np.float32),
+         "weight_decay": np.asarray([s.weight_decay for s in specs], np.float32)}
+  for name, value in neutral.items():
+    vals = [value if getattr(s, name) is None else getattr(s, name) for s in specs]
+    out[name] = np.asarray(vals, np.int32 if name == "grokfast_window" else np.float32)
+  return out
+
+
+def init_state(cfg: SweepConfig, key: Array, lr, weight_decay, **optimizer_fields) -> TrainState:
+  """A run's step-0 state; with a weight-norm target the initial params are put on it too."""
   params = init_params(cfg.model_config, key)
-  opt_state = make_optimizer(cfg, lr, weight_decay).init(params)
+  if cfg.uses_weight_norm:
+    params = optim.scale_to_norm(params, optimizer_fields.get("weight_norm", 0.0))
+  opt_state = make_optimizer(cfg, lr, weight_decay, **optimizer_fields).init(params)
   return TrainState(params, opt_state, jnp.zeros((), jnp.int32), jnp.full((), -1, jnp.int32))
 
 
