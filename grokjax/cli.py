@@ -12,7 +12,8 @@ def run_main(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
   """Wraps an absl main so that a GrokjaxError prints one line and exits with status 2.
 
   In a job of several processes the exit skips JAX's shutdown, which would wait for
-  the other processes (grokjax.multihost.fail_now).
+  the other processes (grokjax.multihost.fail_now), and a JAX runtime error there (a
+  collective or an orbax barrier that lost a peer) is one line too.
   """
 
   def wrapped(argv: list[str]) -> None:
@@ -28,6 +29,12 @@ def run_main(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
         multihost.fail_now(str(e))
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
+    except RuntimeError as e:
+      from grokjax import multihost
+
+      if multihost.joined() and type(e).__name__ == "JaxRuntimeError":
+        multihost.fail_now(str(multihost.gather_failed(e)))
+      raise
 
   return wrapped
 

@@ -152,8 +152,8 @@ def check_same(name: str, record: dict) -> None:
 
 
 def gather_failed(e: Exception) -> DistributedError:
-  """The one-line error for a cross-process gather that failed (a peer died)."""
-  return DistributedError(f"process {jax.process_index()} of {jax.process_count()}: a gather "
+  """The one-line error for a cross-process exchange that failed (a peer died)."""
+  return DistributedError(f"process {jax.process_index()} of {jax.process_count()}: an exchange "
                           f"across processes failed, another process probably died: "
                           f"{_first_line(e)}")
 
