@@ -8,7 +8,14 @@
       --out=runs/grokfast
 
 Explicit flags override the preset's values. --cpu_devices=N splits a CPU-only
-host into N XLA devices and shards the runs over them.
+host into N XLA devices and shards the runs over them. Compiled programs are kept in
+--compilation_cache (default: a per-user folder; --compilation_cache= turns it off).
+
+Several processes (a TPU pod slice: the same command on every worker; GPU hosts or
+one machine: one command per process):
+
+  python -m experiments.train --preset=tiny --out=/shared/runs/x --distributed \
+      --coordinator=10.0.0.1:8476 --num_processes=2 --process_id=K
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from absl import app, flags  # noqa: E402
 
 from grokjax import sweep
-from grokjax.cli import run_main, sweep_config_from_flags, use_cpu_devices
+from grokjax.cli import (default_compilation_cache, join_job, run_main,
+                         sweep_config_from_flags, use_compilation_cache, use_cpu_devices)
 from grokjax.errors import ConfigError
 
 _PRESET = flags.DEFINE_string("preset", "paper", "paper | demo | cpu-quick | tiny")
@@ -51,7 +59,20 @@ _RESUME = flags.DEFINE_bool("resume", False, "continue the sweep in --out")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "delete --out first")
 _CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 1,
                                     "XLA host devices to split a CPU-only machine into")
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize()")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "join a job of several processes "
+                                  "(jax.distributed.initialize)")
+_COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0 (default: "
+                                   "detected from the cluster, e.g. a TPU pod slice)")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "processes in the job (with "
+                                      "--coordinator)")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index (with "
+                                   "--coordinator)")
+_DIST_TIMEOUT = flags.DEFINE_integer("dist_timeout", 300, "seconds to wait for every "
+                                     "process to join")
+_HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout", 100, "seconds of silence after which "
+                                  "JAX declares a process dead")
+_CACHE = flags.DEFINE_string("compilation_cache", default_compilation_cache(),
+                             "JAX persistent compilation cache folder ('' turns it off)")
 
 
 def main(argv):
@@ -60,9 +81,14 @@ def main(argv):
   cfg = sweep_config_from_flags(flags.FLAGS, _PRESET.value)
   if _OUT.value is None:
     raise ConfigError("--out is required (the run folder to write)")
+  use_compilation_cache(_CACHE.value)
   if _DISTRIBUTED.value:
-    import jax
-    jax.distributed.initialize()
+    join_job(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+             timeout_s=_DIST_TIMEOUT.value, heartbeat_s=_HEARTBEAT.value)
+    from grokjax import multihost
+
+    multihost.check_same("config", {**cfg.to_dict(), "out": _OUT.value,
+                                    "resume": _RESUME.value, "overwrite": _OVERWRITE.value})
   sweep.train_sweep(cfg, _OUT.value, resume=_RESUME.value, overwrite=_OVERWRITE.value)
 
 

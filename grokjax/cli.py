@@ -9,7 +9,12 @@ from grokjax.errors import GrokjaxError
 
 
 def run_main(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
-  """Wraps an absl main so that a GrokjaxError prints one line and exits with status 2."""
+  """Wraps an absl main so that a GrokjaxError prints one line and exits with status 2.
+
+  In a job of several processes the exit skips JAX's shutdown, which would wait for
+  the other processes (grokjax.multihost.fail_now), and a JAX runtime error there (a
+  collective or an orbax barrier that lost a peer) is one line too.
+  """
 
   def wrapped(argv: list[str]) -> None:
     from absl import logging
@@ -18,8 +23,18 @@ def run_main(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
     try:
       main(argv)
     except GrokjaxError as e:
+      from grokjax import multihost
+
+      if multihost.joined():
+        multihost.fail_now(str(e))
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
+    except RuntimeError as e:
+      from grokjax import multihost
+
+      if multihost.joined() and type(e).__name__ == "JaxRuntimeError":
+        multihost.fail_now(str(multihost.gather_failed(e)))
+      raise
 
   return wrapped
 
@@ -58,6 +73,56 @@ def use_cpu_devices(n: int | None) -> None:
   current = os.environ.get("XLA_FLAGS", "")
   if n and n > 1 and flag not in current:
     os.environ["XLA_FLAGS"] = f"{current} {flag}={n}".strip()
+
+
+def default_compilation_cache() -> str:
+  """The per-user cache folder: $XDG_CACHE_HOME/grokjax/jax (~/.cache/grokjax/jax)."""
+  import os
+
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "grokjax", "jax")
+
+
+def use_compilation_cache(path: str | None) -> None:
+  """Keeps compiled programs in JAX's persistent compilation cache under `path`.
+
+  A rerun, a resume or another host with the same program, jax version, devices and
+  XLA flags loads the executable instead of compiling it (the key covers all of
+  them, so a stale entry cannot be used). '' or None leaves the cache off. In a job of
+  several processes only process 0 writes entries, so the folder should be shared.
+
+  >>> # use_compilation_cache(default_compilation_cache())
+  """
+  import os
+
+  if not path:
+    return
+  import jax
+
+  jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
+
+
+def join_job(coordinator: str | None, num_processes: int, process_id: int | None, *,
+             timeout_s: int, heartbeat_s: int) -> None:
+  """--distributed: joins a job of several processes (grokjax.multihost.initialize).
+
+  Without --coordinator, JAX finds the job from the cluster (a TPU pod slice, SLURM,
+  Open MPI, ...); with it, --num_processes and --process_id are required.
+  """
+  import jax
+
+  from grokjax import multihost
+  from grokjax.errors import ConfigError
+
+  if coordinator is None:
+    jax.distributed.initialize(initialization_timeout=timeout_s,
+                               heartbeat_timeout_seconds=heartbeat_s)
+    return
+  if num_processes < 1 or process_id is None or not 0 <= process_id < num_processes:
+    raise ConfigError(f"--coordinator needs --num_processes >= 1 and 0 <= --process_id < "
+                      f"--num_processes, got {num_processes} and {process_id}")
+  multihost.initialize(coordinator, num_processes, process_id, timeout_s=timeout_s,
+                       heartbeat_s=heartbeat_s)
 
 
 SWEEP_LIST_FLAGS = {"ops": str, "seeds": int, "weight_decays": float, "lrs": float,

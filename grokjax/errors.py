@@ -24,3 +24,7 @@ class CheckpointError(GrokjaxError):
 
 class DivergenceError(GrokjaxError):
   """One or more runs produced a non-finite loss."""
+
+
+class DistributedError(GrokjaxError):
+  """The processes of a multi-process sweep disagree, or one of them is gone."""

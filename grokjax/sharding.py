@@ -3,7 +3,13 @@
 The runs axis is split across every device with `jax.sharding` (GSPMD partitions the
 vmapped step, so runs never talk to each other). When the number of runs does not
 divide the number of devices, the sweep is padded with copies of run 0 whose results
-are dropped. On several hosts the same code runs after `jax.distributed.initialize()`.
+are dropped. On several processes (grokjax.multihost) the same code runs after
+`jax.distributed.initialize()`: the mesh holds every process's devices, each process
+computes the runs on its own devices, and `to_host` gathers the results to all of
+them. The device layout does not change a run's numbers: runs are independent, so
+each device runs the same per-run program wherever it lives.
+
+>>> # mesh = runs_mesh(); tree = shard_runs(pad_runs(tree, padded_size(5, mesh)), mesh)
 """
 
 from __future__ import annotations
@@ -39,9 +45,14 @@ def shard_runs(tree, mesh: Mesh):
 
 
 def to_host(tree, n_runs: int):
-  """A numpy copy of a runs-sharded tree with the padding dropped."""
+  """A numpy copy of a runs-sharded tree with the padding dropped, on every process."""
   from jax.experimental import multihost_utils
 
+  from grokjax import multihost
+
   if jax.process_count() > 1:
-    tree = multihost_utils.process_allgather(tree, tiled=True)
+    try:
+      tree = multihost_utils.process_allgather(tree, tiled=True)
+    except jax.errors.JaxRuntimeError as e:
+      raise multihost.gather_failed(e) from e
   return jax.tree.map(lambda a: np.asarray(a)[:n_runs], tree)

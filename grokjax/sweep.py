@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import checkpoint, runio, sharding
+from grokjax import checkpoint, multihost, runio, sharding
 from grokjax.config import SweepConfig
 from grokjax.errors import CheckpointError, DivergenceError, RunFolderError
 from grokjax.measures.spectral import spectral_summary
@@ -80,9 +80,7 @@ def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite:
   if resume and overwrite:
     raise RunFolderError("--resume and --overwrite exclude each other")
   exists = out.exists() and any(out.iterdir())
-  if exists and overwrite:
-    shutil.rmtree(out)
-  elif exists and not resume:
+  if exists and not resume and not overwrite:
     raise RunFolderError(f"{out} already exists; pass --resume to continue it or --overwrite "
                          "to replace it")
   elif resume and not exists:
@@ -94,7 +92,12 @@ def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite:
       detail = "; ".join(f"{k}: folder has {saved.get(k)!r}, asked {cfg.to_dict()[k]!r}"
                          for k in diff)
       raise RunFolderError(f"--resume with a different config than {out}/config.json ({detail})")
-  out.mkdir(parents=True, exist_ok=True)
+  multihost.sync("folder-checked")  # every process looked before process 0 changes it
+  if multihost.is_writer():
+    if exists and overwrite:
+      shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+  multihost.sync("folder-ready")
 
 
 def _truncate_metrics(path: pathlib.Path, upto: int) -> None:
@@ -153,9 +156,12 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
   `on_stop(step)` is called after each stop point has been written (used to test
   that an interrupted sweep resumes exactly). `devices` (default: all) are the devices
   the runs axis is split over. Raises DivergenceError at the end if a
-  run produced a non-finite loss; every run's data is written before that.
+  run produced a non-finite loss; every run's data is written before that. With several
+  processes only process 0 writes files and messages, and the others return [].
   """
   cfg.validate()
+  writer = multihost.is_writer()
+  write = write if writer else (lambda s: None)
   out = pathlib.Path(out_dir)
   prepare_folder(cfg, out, resume, overwrite)
   mesh = sharding.runs_mesh(devices)
@@ -166,8 +172,9 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
   if resume:
     state = _restore_latest(out, state)
     start = int(np.asarray(state.step).reshape(-1)[0])
-    _truncate_metrics(out / METRICS, start)
-  else:
+    if writer:
+      _truncate_metrics(out / METRICS, start)
+  elif writer:
     runio.write_config(out, cfg, [str(d) for d in mesh.devices.flat])
   runs = sharding.shard_runs(sharding.pad_runs(data, n_pad), mesh)
   state = sharding.shard_runs(sharding.pad_runs(state, n_pad), mesh)
@@ -189,7 +196,8 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
     diverged = sharding.to_host(state.diverged_at, n_runs)
     rows = [{**runio.run_fields(i, spec), "step": stop,
              **{k: float(v[i]) for k, v in metrics.items()}} for i, spec in enumerate(cfg.runs)]
-    runio.write_csv(out / METRICS, rows, append=True)
+    if writer:
+      runio.write_csv(out / METRICS, rows, append=True)
     _report_divergence(cfg, diverged, metrics, stop, reported, write)
     if stop in ckpts:
       checkpoint.save(params_mgr, stop, sharding.to_host(state.params, n_runs))
@@ -199,12 +207,14 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
       on_stop(stop)
   params_mgr.wait_until_finished()
   state_mgr.wait_until_finished()
-  summary = summarize(cfg, runio.read_csv(out / METRICS))
-  runio.write_csv(out / "summary.csv", summary)
-  write(format_summary(summary))
-  from grokjax import plots  # matplotlib only once training is done
+  summary = []
+  if writer:
+    summary = summarize(cfg, runio.read_csv(out / METRICS))
+    runio.write_csv(out / "summary.csv", summary)
+    write(format_summary(summary))
+    from grokjax import plots  # matplotlib only once training is done
 
-  plots.plot_curves(runio.read_csv(out / METRICS), out / "curves.png")
+    plots.plot_curves(runio.read_csv(out / METRICS), out / "curves.png")
   if reported:
     raise DivergenceError(f"{len(reported)} run(s) produced a non-finite loss: "
                           + ", ".join(cfg.runs[i].label for i in sorted(reported))
