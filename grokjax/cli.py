@@ -34,16 +34,13 @@ def parse_ints(text: str, name: str) -> list[int]:
 
 
 def load_run_dir(value: str | None):
-  """--run_dir's folder and its SweepConfig; a one-line error when the flag is missing."""
-  import pathlib
-
+  """--run_dir opened once as a runio.RunFolder; a one-line error when the flag is missing."""
   from grokjax import runio
   from grokjax.errors import ConfigError
 
   if value is None:
     raise ConfigError("--run_dir is required")
-  run_dir = pathlib.Path(value)
-  return run_dir, runio.load_config(run_dir)
+  return runio.RunFolder.open(value)
 
 
 def use_cpu_devices(n: int | None) -> None:
@@ -58,6 +55,14 @@ def use_cpu_devices(n: int | None) -> None:
   current = os.environ.get("XLA_FLAGS", "")
   if n and n > 1 and flag not in current:
     os.environ["XLA_FLAGS"] = f"{current} {flag}={n}".strip()
+
+
+def cpu_device_count(n_runs: int) -> int:
+  """The largest divisor of n_runs that is at most the number of CPU cores."""
+  import os
+
+  cores = os.cpu_count() or 1
+  return max(d for d in range(1, min(cores, n_runs) + 1) if n_runs % d == 0)
 
 
 SWEEP_LIST_FLAGS = {"ops": str, "seeds": int, "weight_decays": float, "lrs": float,
