@@ -19,7 +19,7 @@ import time
 import jax
 from absl import app, flags
 
-from grokjax import checkpoint, runio
+from grokjax import runio
 from grokjax.cli import run_main
 from grokjax.config import PRESETS
 from grokjax.slt import apply, llc
@@ -38,9 +38,10 @@ _OUT = flags.DEFINE_string("out", None, "write the numbers to this JSON file")
 
 def _setup():
   if _RUN_DIR.value:
-    cfg = runio.load_config(_RUN_DIR.value)
-    step = _STEP.value if _STEP.value is not None else checkpoint.list_steps(_RUN_DIR.value)[-1]
-    return cfg, _RUN.value, checkpoint.load_params(_RUN_DIR.value, step, index=_RUN.value), step
+    folder = runio.RunFolder.open(_RUN_DIR.value)
+    step = _STEP.value if _STEP.value is not None else folder.steps[-1]
+    params = jax.tree.map(lambda a: a[0, 0], folder.params([step], [_RUN.value]))
+    return folder.cfg, _RUN.value, params, step
   cfg = PRESETS["paper"]
   spec = cfg.runs[0]
   return cfg, 0, init_state(cfg, jax.random.key(0), spec.lr, spec.weight_decay).params, 0

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from grokjax import checkpoint, runio
+from grokjax import runio
 from grokjax.causal import apply, plots
-from grokjax.causal.apply import default_steps, parse_heads
+from grokjax.causal.apply import parse_heads
 from grokjax.cli import load_run_dir, parse_ints, run_main
 from grokjax.errors import ConfigError
 
@@ -46,13 +46,14 @@ def select_runs(cfg) -> list[int]:
 
 def main(argv):
   del argv
-  run_dir, cfg = load_run_dir(_RUN_DIR.value)
+  folder = load_run_dir(_RUN_DIR.value)
+  run_dir, cfg = folder.path, folder.cfg
   if _METRIC.value not in plots.LABELS:
     raise ConfigError(f"unknown --metric {_METRIC.value!r}; valid: {', '.join(plots.LABELS)}")
   if _STEPS.value:
     steps = parse_ints(_STEPS.value, "steps")
   else:
-    steps = default_steps(checkpoint.list_steps(run_dir))
+    steps = folder.log_spaced(4)
   heads = parse_heads(_HEADS.value)
   if heads is not None and any(len(h) != 2 for h in heads):
     raise ConfigError(f"--heads takes layer.head items, e.g. 0.1,1.3; got {_HEADS.value}")
@@ -61,7 +62,7 @@ def main(argv):
       ablation=_ABLATION.value, n_random=_RANDOM.value, ablation_source=_ABL_SOURCE.value,
       ablation_examples=_ABL_EXAMPLES.value, points=_POINTS.value, seed=_SEED.value,
       max_batch=_MAX_BATCH.value)
-  patch_rows, ablation_rows = apply.causal_over_training(run_dir, steps, select_runs(cfg), opts)
+  patch_rows, ablation_rows = apply.causal_over_training(folder, steps, select_runs(cfg), opts)
   runio.write_csv(run_dir / "causal.csv", patch_rows)
   t = runio.read_csv(run_dir / "causal.csv")
   written = [run_dir / "causal.csv"]

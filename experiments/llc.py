@@ -16,12 +16,10 @@ a number.
 
 from __future__ import annotations
 
-import pathlib
-
 import jax
 from absl import app, flags
 
-from grokjax import checkpoint, runio
+from grokjax import runio
 from grokjax.cli import load_run_dir, parse_ints, run_main
 from grokjax.errors import ConfigError
 from grokjax.slt import apply, calibration
@@ -69,9 +67,10 @@ def sampler_settings() -> dict:
               num_draws=_DRAWS.value, num_burnin=_BURNIN.value)
 
 
-def run_calibration(run_dir: pathlib.Path, cfg, run: int) -> None:
-  step = _CAL_STEP.value if _CAL_STEP.value is not None else checkpoint.list_steps(run_dir)[-1]
-  params = checkpoint.load_params(run_dir, step, index=run)
+def run_calibration(folder: runio.RunFolder, run: int) -> None:
+  run_dir, cfg = folder.path, folder.cfg
+  step = _CAL_STEP.value if _CAL_STEP.value is not None else folder.steps[-1]
+  params = jax.tree.map(lambda a: a[0, 0], folder.params([step], [run]))
   data = apply.train_data(cfg, run)
   out = calibration.calibrate(
       apply.make_loss_fn(cfg), params, data, key=jax.random.key(_SEED.value),
@@ -91,20 +90,20 @@ def run_calibration(run_dir: pathlib.Path, cfg, run: int) -> None:
 
 def main(argv):
   del argv
-  run_dir, cfg = load_run_dir(_RUN_DIR.value)
-  runs = select_runs(cfg)
+  folder = load_run_dir(_RUN_DIR.value)
+  run_dir = folder.path
+  runs = select_runs(folder.cfg)
   if _CALIBRATE.value:
-    run_calibration(run_dir, cfg, runs[0])
+    run_calibration(folder, runs[0])
     return
   rows = apply.llc_over_training(
-      run_dir, key=jax.random.key(_SEED.value), step_size=_STEP_SIZE.value,
+      folder, key=jax.random.key(_SEED.value), step_size=_STEP_SIZE.value,
       localization=_LOCALIZATION.value, batch_size=_BATCH.value, runs=runs,
       steps=parse_ints(_STEPS.value, "steps") if _STEPS.value else None, every=_EVERY.value,
       checkpoint_batch=_CKPT_BATCH.value, **sampler_settings())
   runio.write_csv(run_dir / "llc.csv", rows)
-  metrics_path = run_dir / "metrics.csv"
-  metrics = runio.read_csv(metrics_path) if metrics_path.is_file() else None
-  apply.plot_llc_over_training(runio.read_csv(run_dir / "llc.csv"), metrics, run_dir / "llc.png")
+  metrics = folder.metrics() if folder.has_table("metrics") else None
+  apply.plot_llc_over_training(folder.table("llc"), metrics, run_dir / "llc.png")
   print(f"wrote {run_dir / 'llc.csv'} ({len(rows)} rows) and {run_dir / 'llc.png'}")
   n_sat = sum(r["saturated"] for r in rows)
   if n_sat:

@@ -19,7 +19,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from absl import app, flags
 
-from grokjax.cli import parse_ints, run_main
+from grokjax.cli import load_run_dir, parse_ints, run_main
 from grokjax.measures.apply import LENSES, MeasureOptions, measure_run_dir
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder written by experiments.train")
@@ -47,7 +47,7 @@ def main(argv):
       workers=_WORKERS.value, n_examples=_N_EXAMPLES.value, gc_method=_GC.value,
       n_probes=_PROBES.value,
       levels=_LEVELS.value, quantise=_QUANTISE.value)
-  path = measure_run_dir(_RUN_DIR.value, opts)
+  path = measure_run_dir(load_run_dir(_RUN_DIR.value), opts)
   print(f"wrote {path}")
 
 

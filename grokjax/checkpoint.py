@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a sweep, and loading one run's parameters for the lenses.
+"""Orbax checkpoints of a sweep, and loading their parameters for the lenses.
 
 A run folder keeps two orbax `CheckpointManager`s under `checkpoints/`:
   `params/`  the stacked parameters of every run ([runs, ...] leaves) at every
@@ -7,6 +7,10 @@ A run folder keeps two orbax `CheckpointManager`s under `checkpoints/`:
   `state/`   the full stacked TrainState (params, optimizer state, step), the latest
              two only, to resume an interrupted sweep.
 
+`load_runs` is the one loader (steps x runs); `load_params` (one run at one step) and
+`load_stacked_params` (every run at one step) are built on it, and
+`runio.RunFolder.params` calls it with the folder's parsed config.
+
 >>> # params = load_params("runs/demo", 2000, op="sub", seed=42, weight_decay=1.0)
 """
 
@@ -14,12 +18,14 @@ from __future__ import annotations
 
 import os
 import pathlib
+from typing import Sequence
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 from grokjax import runio
+from grokjax.config import SweepConfig
 from grokjax.errors import CheckpointError
 
 PARAMS, STATE = "params", "state"
@@ -64,14 +70,28 @@ def restore(run_dir, kind: str, step: int, like):
                           f"{str(e).splitlines()[0] if str(e) else ''}") from e
 
 
-def load_stacked_params(run_dir: str | os.PathLike, step: int):
-  """Parameters of every run of a sweep at `step`, stacked on a leading runs axis."""
+def load_runs(run_dir: str | os.PathLike, cfg: SweepConfig, steps: Sequence[int],
+              runs: Sequence[int]):
+  """Parameters of `runs` at `steps` as one pytree of numpy leaves [len(steps), len(runs), ...].
+
+  The one loader of saved parameters: each step's checkpoint (every run, stacked) is
+  read once and the asked runs are taken from it. `cfg` is the folder's SweepConfig.
+  """
   from grokjax.model import init_params  # heavy import kept out of list_steps
 
-  cfg = runio.load_config(run_dir)
   one = jax.eval_shape(lambda: init_params(cfg.model_config, jax.random.key(0)))
   like = jax.tree.map(lambda a: np.zeros((len(cfg.runs), *a.shape), a.dtype), one)
-  return restore(run_dir, PARAMS, step, like)
+  idx = np.asarray(runio.check_runs(cfg, runs), np.int64)
+  per_step = [jax.tree.map(lambda a: np.asarray(a)[idx], restore(run_dir, PARAMS, s, like))
+              for s in steps]
+  return jax.tree.map(lambda *a: np.stack(a), *per_step)
+
+
+def load_stacked_params(run_dir: str | os.PathLike, step: int):
+  """Parameters of every run of a sweep at `step`, stacked on a leading runs axis."""
+  cfg = runio.load_config(run_dir)
+  params = load_runs(run_dir, cfg, [step], range(len(cfg.runs)))
+  return jax.tree.map(lambda a: a[0], params)
 
 
 def load_params(run_dir: str | os.PathLike, step: int, *, op: str | None = None,
@@ -83,6 +103,4 @@ def load_params(run_dir: str | os.PathLike, step: int, *, op: str | None = None,
   if index is None:
     index = runio.find_run(cfg, op=op, seed=seed, weight_decay=weight_decay, lr=lr,
                            train_frac=train_frac)
-  elif not 0 <= index < len(cfg.runs):
-    raise CheckpointError(f"run index {index} out of range: the sweep has {len(cfg.runs)} runs")
-  return jax.tree.map(lambda a: a[index], load_stacked_params(run_dir, step))
+  return jax.tree.map(lambda a: a[0, 0], load_runs(run_dir, cfg, [step], [index]))

@@ -49,16 +49,13 @@ def parse_ints(text: str, name: str) -> list[int]:
 
 
 def load_run_dir(value: str | None):
-  """--run_dir's folder and its SweepConfig; a one-line error when the flag is missing."""
-  import pathlib
-
+  """--run_dir opened once as a runio.RunFolder; a one-line error when the flag is missing."""
   from grokjax import runio
   from grokjax.errors import ConfigError
 
   if value is None:
     raise ConfigError("--run_dir is required")
-  run_dir = pathlib.Path(value)
-  return run_dir, runio.load_config(run_dir)
+  return runio.RunFolder.open(value)
 
 
 def use_cpu_devices(n: int | None) -> None:
@@ -123,6 +120,14 @@ def join_job(coordinator: str | None, num_processes: int, process_id: int | None
                       f"--num_processes, got {num_processes} and {process_id}")
   multihost.initialize(coordinator, num_processes, process_id, timeout_s=timeout_s,
                        heartbeat_s=heartbeat_s)
+
+
+def cpu_device_count(n_runs: int) -> int:
+  """The largest divisor of n_runs that is at most the number of CPU cores."""
+  import os
+
+  cores = os.cpu_count() or 1
+  return max(d for d in range(1, min(cores, n_runs) + 1) if n_runs % d == 0)
 
 
 SWEEP_LIST_FLAGS = {"ops": str, "seeds": int, "weight_decays": float, "lrs": float,

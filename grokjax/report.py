@@ -885,8 +885,16 @@ SECTIONS = (section_header, section_grokking, section_causal, section_fourier, s
 
 def build_report(run_dir, *, plan: dict | None = None, title: str | None = None,
                  write: Callable[[str], None] = print) -> dict[str, pathlib.Path]:
-  """Analysis, figures and report of a run folder into run_dir/report/; returns the paths."""
+  """Analysis, figures and report of a run folder into run_dir/report/; returns the paths.
+
+  The lens plan is `plan`, else the one the pipeline recorded in run_dir/plan.json.
+  """
+  from grokjax import plan as plan_lib
+
   run_dir = pathlib.Path(run_dir)
+  if plan is None:
+    recorded = plan_lib.load(run_dir)
+    plan = None if recorded is None else plan_lib.to_dict(recorded)
   tables = load_tables(run_dir)
   if tables["metrics"] is None:
     raise RunFolderError(f"{run_dir} has no metrics.csv: train the sweep first")

@@ -1,14 +1,22 @@
-"""Run-folder files: config.json with provenance, and tidy CSV tables.
+"""Run-folder files: config.json with provenance, tidy CSV tables, and the folder opened once.
 
 A run folder holds `config.json` (the full SweepConfig, the table of runs, package
 versions, the git commit and the devices), tidy CSV tables (`metrics.csv`,
 `measures.csv`, `causal.csv`, `llc.csv`: one row per run x step [x ...], with the
 run's op/seed/weight_decay/lr/train_frac columns), `checkpoints/` and figures.
+
+`RunFolder.open(path)` reads config.json and the list of saved steps once; every lens
+takes that value and asks it for parameters (steps x runs, each checkpoint read
+once), tables, and checked step and run choices.
+
+>>> # folder = RunFolder.open("runs/demo")
+>>> # params = folder.params(folder.log_spaced(4), runs=[0, 1])  # leaves [4, 2, ...]
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -21,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from grokjax.config import RunSpec, SweepConfig
-from grokjax.errors import RunFolderError
+from grokjax.errors import CheckpointError, ConfigError, RunFolderError
 
 RUN_COLUMNS = ("run", "op", "seed", "weight_decay", "lr", "train_frac")
 # after RUN_COLUMNS, in sweeps whose optimizer has them (config.OPTIMIZER_FIELDS)
@@ -87,6 +95,15 @@ def load_config(run_dir: str | os.PathLike) -> SweepConfig:
     raise RunFolderError(f"cannot read {path}: {e}") from e
 
 
+def check_same_config(run_dir: str | os.PathLike, cfg: SweepConfig, *, hint: str) -> None:
+  """Raises RunFolderError naming each field where run_dir's config.json differs from cfg."""
+  saved, asked = load_config(run_dir).to_dict(), cfg.to_dict()
+  diff = sorted(k for k, v in asked.items() if saved.get(k) != v)
+  if diff:
+    detail = "; ".join(f"{k}: folder has {saved.get(k)!r}, asked {asked[k]!r}" for k in diff)
+    raise RunFolderError(f"{run_dir} holds a different sweep (differs in {detail}); {hint}")
+
+
 def find_run(cfg: SweepConfig, *, op: str | None = None, seed: int | None = None,
              weight_decay: float | None = None, lr: float | None = None,
              train_frac: float | None = None) -> int:
@@ -109,7 +126,7 @@ def filter_runs(cfg: SweepConfig, *, ops=None, weight_decays=None, seeds=None,
   among those given (None keeps all); raises RunFolderError naming the runs when none is."""
   wds = None if weight_decays is None else [float(w) for w in weight_decays]
   seeds = None if seeds is None else [int(v) for v in seeds]
-  pool = range(len(cfg.runs)) if runs is None else [r for r in runs if 0 <= r < len(cfg.runs)]
+  pool = check_runs(cfg, runs)
   keep = [i for i in pool
           if (ops is None or cfg.runs[i].op in ops)
           and (wds is None or cfg.runs[i].weight_decay in wds)
@@ -118,6 +135,128 @@ def filter_runs(cfg: SweepConfig, *, ops=None, weight_decays=None, seeds=None,
     raise RunFolderError("no run matches the --runs/--ops/--weight_decays/--seeds filters; "
                          f"the folder has: {', '.join(s.label for s in cfg.runs)}")
   return keep
+
+
+def check_runs(cfg: SweepConfig, runs: Sequence[int] | None) -> list[int]:
+  """The run indices asked for (None: every run), each checked to be in the sweep."""
+  if runs is None:
+    return list(range(len(cfg.runs)))
+  bad = [int(r) for r in runs if not 0 <= r < len(cfg.runs)]
+  if bad or not len(runs):
+    raise RunFolderError(f"run index(es) {bad or list(runs)} not in the folder: it has runs "
+                         f"0..{len(cfg.runs) - 1} ({', '.join(s.label for s in cfg.runs)})")
+  return [int(r) for r in runs]
+
+
+# ---------------------------------------------------------------- choosing saved steps
+
+def choose_steps(saved: Sequence[int], *, steps: Sequence[int] | None = None,
+                 every: int | None = None, keep_last: bool = False, where="the run folder"
+                 ) -> list[int]:
+  """`steps` (each must be saved), the saved multiples of `every` (and the last with
+  `keep_last`), or every saved step; sorted, without repeats.
+
+  >>> choose_steps([0, 40, 80, 120], every=50, keep_last=True)
+  [0, 120]
+  """
+  saved = sorted(saved)
+  if not saved:
+    raise CheckpointError(f"no checkpoints in {where}: checkpoints/params holds no step")
+  if steps is not None and every is not None:
+    raise ConfigError("give --steps or --every, not both")
+  if steps is not None:
+    if not len(steps):
+      raise ConfigError("no steps given")
+    missing = sorted(set(steps) - set(saved))
+    if missing:
+      raise CheckpointError(f"step(s) {missing} not saved in {where}; saved steps: {saved}")
+    return sorted(set(steps))
+  if every is not None:
+    if every < 1:
+      raise ConfigError(f"--every must be >= 1, got {every}")
+    chosen = {s for s in saved if s % every == 0} | ({saved[-1]} if keep_last else set())
+    if not chosen:
+      raise CheckpointError(f"no saved step of {where} is a multiple of {every}; "
+                            f"saved steps: {saved}")
+    return sorted(chosen)
+  return saved
+
+
+def log_spaced(saved: Sequence[int], n: int, first: int = 1) -> list[int]:
+  """Up to n saved steps nearest (on a log scale) to geomspace(lo, last, n).
+
+  lo is the saved positive step nearest to `first`, lowered to last / 10 for short runs
+  (the paper's first checkpoint is 100; first=1 starts at the first positive step).
+
+  >>> log_spaced([0, 1, 2, 4, 8, 16, 100, 200, 1000, 5000, 10000], 4)
+  [1, 16, 1000, 10000]
+  """
+  pos = [s for s in sorted(saved) if s > 0]
+  if not pos or n < 1:
+    return list(saved)[-1:]
+  lo = min(pos, key=lambda s: abs(math.log(s / min(first, max(pos[-1] / 10, 1)))))
+  targets = np.geomspace(lo, pos[-1], n)
+  return sorted({min(pos, key=lambda s: abs(math.log(s / t))) for t in targets})
+
+
+# ---------------------------------------------------------------- the folder opened once
+
+@dataclasses.dataclass(frozen=True)
+class RunFolder:
+  """A run folder opened once: its SweepConfig, run table, saved steps and paths.
+
+  A view of the folder when it was opened: open it again after training adds steps.
+  Parameters, metrics and lens tables are read on request.
+  """
+
+  path: pathlib.Path
+  cfg: SweepConfig
+  run_table: tuple[dict, ...]  # run_fields of every run, as config.json lists them
+  steps: tuple[int, ...]  # the saved parameter checkpoints, ascending
+
+  @classmethod
+  def open(cls, path: str | os.PathLike) -> RunFolder:
+    from grokjax import checkpoint  # orbax, kept out of runio's import
+
+    path = pathlib.Path(path)
+    cfg = load_config(path)
+    table = tuple(run_fields(i, s) for i, s in enumerate(cfg.runs))
+    return cls(path, cfg, table, tuple(checkpoint.list_steps(path)))
+
+  @property
+  def runs(self) -> tuple[RunSpec, ...]:
+    return tuple(self.cfg.runs)
+
+  def file(self, name: str) -> pathlib.Path:
+    return self.path / name
+
+  def has_table(self, name: str) -> bool:
+    return (self.path / f"{name}.csv").is_file()
+
+  def table(self, name: str) -> dict[str, np.ndarray]:
+    """DIR/<name>.csv as columns (RunFolderError where it does not exist)."""
+    return read_csv(self.path / f"{name}.csv")
+
+  def metrics(self) -> dict[str, np.ndarray]:
+    return self.table("metrics")
+
+  def check_runs(self, runs: Sequence[int] | None) -> list[int]:
+    return check_runs(self.cfg, runs)
+
+  def choose_steps(self, *, steps: Sequence[int] | None = None, every: int | None = None,
+                   keep_last: bool = False) -> list[int]:
+    return choose_steps(self.steps, steps=steps, every=every, keep_last=keep_last,
+                        where=str(self.path))
+
+  def log_spaced(self, n: int, first: int = 1) -> list[int]:
+    return log_spaced(self.steps, n, first)
+
+  def params(self, steps: Sequence[int], runs: Sequence[int] | None = None):
+    """Parameters at `steps` x `runs` (None: all), leaves [len(steps), len(runs), ...]."""
+    from grokjax import checkpoint
+
+    self.choose_steps(steps=steps)  # each must be saved; the order asked is kept
+    return checkpoint.load_runs(self.path, self.cfg, list(steps), self.check_runs(runs))
 
 
 def _cell(v) -> str:

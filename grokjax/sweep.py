@@ -86,12 +86,7 @@ def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite:
   elif resume and not exists:
     raise RunFolderError(f"nothing to resume: {out} does not exist or is empty")
   elif resume:
-    saved = runio.load_config(out).to_dict()
-    diff = sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v)
-    if diff:
-      detail = "; ".join(f"{k}: folder has {saved.get(k)!r}, asked {cfg.to_dict()[k]!r}"
-                         for k in diff)
-      raise RunFolderError(f"--resume with a different config than {out}/config.json ({detail})")
+    runio.check_same_config(out, cfg, hint="--resume needs the config it was trained with")
   multihost.sync("folder-checked")  # every process looked before process 0 changes it
   if multihost.is_writer():
     if exists and overwrite:

@@ -32,11 +32,15 @@ def run_dir(tmp_path_factory):
   return out
 
 
+def over_training(path, *args, **kw):
+  return apply.causal_over_training(runio.RunFolder.open(path), *args, **kw)
+
+
 OPTS = apply.CausalOptions(n_pairs=12, n_random=2, ablation_examples=32)
 
 
 def test_rows_cover_every_run_step_head_and_vmap_equals_loop(run_dir):
-  patch, abl = apply.causal_over_training(run_dir, STEPS, opts=OPTS, log=lambda s: None)
+  patch, abl = over_training(run_dir, STEPS, opts=OPTS, log=lambda s: None)
   assert len(patch) == 2 * 4 * 4  # steps x runs x heads
   assert {(r["run"], r["step"], r["layer"], r["head"]) for r in patch} == {
       (r, s, l, h) for r in range(4) for s in STEPS for l in range(2) for h in range(2)}
@@ -45,7 +49,7 @@ def test_rows_cover_every_run_step_head_and_vmap_equals_loop(run_dir):
   assert len(abl) == 2 * 4 * (1 + 2) * 5  # steps x runs x orders x counts 0..4
   # the vmapped program equals running one run alone (patching only, to keep this quick)
   loop = apply.CausalOptions(**{**OPTS.__dict__, "vmap_runs": False, "ablation": "none"})
-  alone, none = apply.causal_over_training(run_dir, [5], [2], opts=loop, log=lambda s: None)
+  alone, none = over_training(run_dir, [5], [2], opts=loop, log=lambda s: None)
   assert none == []
   want = [r for r in patch if r["run"] == 2 and r["step"] == 5]
   assert [(r["layer"], r["head"]) for r in want] == [(r["layer"], r["head"]) for r in alone]
@@ -56,11 +60,11 @@ def test_rows_cover_every_run_step_head_and_vmap_equals_loop(run_dir):
 
 def test_bad_requests_raise_one_clear_error(run_dir):
   with pytest.raises(CheckpointError, match=r"step\(s\) \[7\] not saved"):
-    apply.causal_over_training(run_dir, [7], opts=OPTS)
+    over_training(run_dir, [7], opts=OPTS)
   with pytest.raises(RunFolderError, match="not in the folder"):
-    apply.causal_over_training(run_dir, [5], [4], opts=OPTS)
+    over_training(run_dir, [5], [4], opts=OPTS)
   with pytest.raises(ConfigError, match="out of range"):
-    apply.causal_over_training(run_dir, [5], opts=apply.CausalOptions(heads=((0, 2),)))
+    over_training(run_dir, [5], opts=apply.CausalOptions(heads=((0, 2),)))
 
 
 def cli(run_dir, *args):
@@ -95,7 +99,6 @@ def test_cli_parses_heads():
 
 
 def test_default_steps_are_log_spaced_saved_steps():
-  from grokjax.causal.apply import default_steps
   saved = [0, 1, 2, 4, 8, 16, 100, 200, 1000, 5000, 10000]
-  assert default_steps(saved) == [1, 16, 1000, 10000]  # nearest to 1, 21.5, 464, 1e4
-  assert default_steps([0]) == [0]
+  assert runio.log_spaced(saved, 4) == [1, 16, 1000, 10000]  # nearest to 1, 21.5, 464, 1e4
+  assert runio.log_spaced([0], 4) == [0]

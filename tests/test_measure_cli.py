@@ -43,11 +43,15 @@ def copy(folder, tmp_path) -> pathlib.Path:
   return pathlib.Path(shutil.copytree(folder, tmp_path / "run"))
 
 
+def measure(path, opts, **kw):
+  return measure_run_dir(runio.RunFolder.open(path), opts, **kw)
+
+
 def test_rows_match_the_lenses_called_directly(folder, tmp_path):
   run = copy(folder, tmp_path)
   # geometry is left out: its compile is the slowest, and tests/test_geometry covers it
-  measure_run_dir(run, MeasureOptions(lenses=("spectral", "fourier", "bdm"), workers=1, **FAST),
-                  write=lambda s: None)
+  measure(run, MeasureOptions(lenses=("spectral", "fourier", "bdm"), workers=1, **FAST),
+          write=lambda s: None)
   table = runio.read_csv(run / MEASURES)
   assert table["run"].tolist() == [0, 0, 0, 1, 1, 1] and table["step"].tolist() == [*STEPS] * 2
   assert table["seed"].tolist() == [0, 0, 0, 1, 1, 1] and set(table["op"]) == {"mul"}
@@ -74,38 +78,38 @@ def test_example_subset_is_fixed_and_spans_the_table():
 def test_rerun_skips_measured_rows_and_adds_new_lenses(folder, tmp_path, monkeypatch):
   run, log = copy(folder, tmp_path), []
   opts = lambda **kw: MeasureOptions(workers=0, **{**FAST, **kw})
-  measure_run_dir(run, opts(lenses=("spectral",), steps=(2,)), write=log.append)
+  measure(run, opts(lenses=("spectral",), steps=(2,)), write=log.append)
   first = read_rows(run / MEASURES)
   assert sorted(first) == [(0, 2), (1, 2)]
   built = []
   monkeypatch.setattr(apply, "lens_fn", lambda *a: built.append(a) or LENS_FN(*a))
-  measure_run_dir(run, opts(lenses=("spectral",), step_batch=1), write=log.append)
+  measure(run, opts(lenses=("spectral",), step_batch=1), write=log.append)
   assert any("1 step(s) already measured" in line for line in log)
   assert len(built) == 1  # two batches, one compiled function
   rows = read_rows(run / MEASURES)
   assert sorted(rows) == [(r, s) for r in (0, 1) for s in STEPS]
   assert rows[(1, 2)]["param_norm"] == first[(1, 2)]["param_norm"]
-  measure_run_dir(run, opts(lenses=("spectral", "bdm"), steps=(4,)), write=log.append)
+  measure(run, opts(lenses=("spectral", "bdm"), steps=(4,)), write=log.append)
   rows = read_rows(run / MEASURES)
   assert rows[(1, 4)]["bdm/2d/total"] > 0 and np.isnan(rows[(1, 2)]["bdm/2d/total"])
   assert rows[(1, 2)]["param_norm"] == first[(1, 2)]["param_norm"]
   log.clear()
-  measure_run_dir(run, opts(lenses=("spectral",)), write=log.append)
+  measure(run, opts(lenses=("spectral",)), write=log.append)
   assert "3 step(s) already measured" in log[0] and len(log) == 1
 
 
 def test_bad_input_raises_one_clear_error(folder, tmp_path):
   with pytest.raises(ConfigError, match="unknown lens nope"):
-    measure_run_dir(folder, MeasureOptions(lenses=("nope",)))
-  with pytest.raises(CheckpointError, match=r"step\(s\) \[3\] were not saved.*saved: \[0, 2, 4\]"):
-    measure_run_dir(folder, MeasureOptions(steps=(3,)))
+    measure(folder, MeasureOptions(lenses=("nope",)))
+  with pytest.raises(CheckpointError, match=r"step\(s\) \[3\] not saved.*saved steps: \[0, 2, 4\]"):
+    measure(folder, MeasureOptions(steps=(3,)))
   with pytest.raises(ConfigError, match="--steps or --every"):
-    measure_run_dir(folder, MeasureOptions(every=2, steps=(2,)))
+    measure(folder, MeasureOptions(every=2, steps=(2,)))
   bare = tmp_path / "bare"
   bare.mkdir()
   shutil.copy(folder / "config.json", bare / "config.json")
   with pytest.raises(CheckpointError, match="no checkpoints"):
-    measure_run_dir(bare, MeasureOptions())
+    measure(bare, MeasureOptions())
 
 
 def test_cli_exits_2_with_one_line(folder):
@@ -113,4 +117,4 @@ def test_cli_exits_2_with_one_line(folder):
                          "--steps=5"], capture_output=True, text=True, timeout=120,
                         cwd=pathlib.Path(__file__).resolve().parents[1])
   assert proc.returncode == 2
-  assert proc.stderr.strip().splitlines()[-1].startswith("error: step(s) [5] were not saved")
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: step(s) [5] not saved")

@@ -9,10 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import reproduce
-from grokjax import report, runio
+from grokjax import cli, pipeline, report, runio
 from grokjax.config import PRESETS
 from grokjax.errors import ConfigError, RunFolderError
+from grokjax import plan as plan_lib
+from grokjax.plan import PLANS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -24,14 +25,14 @@ def tiny_cfg():
 # The default-suite run leaves out the compile-heavy stages (the geometry lens, LLC,
 # invariance, surrogate); the slow test below runs every stage from scratch.
 FAST_SKIP = ("llc", "invariance", "surrogate")
-FAST_PLAN = dataclasses.replace(reproduce.PLANS["tiny"], measure_lenses=("spectral", "fourier"))
+FAST_PLAN = dataclasses.replace(PLANS["tiny"], measure_lenses=("spectral", "fourier"))
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
   out = tmp_path_factory.mktemp("reproduce") / "run"
   lines = []
-  paths = reproduce.reproduce(tiny_cfg(), out, FAST_PLAN, skip=FAST_SKIP, write=lines.append,
+  paths = pipeline.reproduce(tiny_cfg(), out, FAST_PLAN, skip=FAST_SKIP, write=lines.append,
                               devices=jax.devices()[:1])  # conftest splits the CPU in 4
   return out, paths, lines
 
@@ -45,7 +46,7 @@ def finite(path, columns, rows=None):
   return t
 
 
-def check_report(out, paths, lines, skipped=(), lenses=reproduce.PLANS["tiny"].measure_lenses):
+def check_report(out, paths, lines, skipped=(), lenses=PLANS["tiny"].measure_lenses):
   md, html = paths["md"].read_text(), paths["html"].read_text()
   figs = re.findall(r"!\[Figure \d+\]\(([^)]+)\)", md)
   assert len(figs) >= 12 and html.count("data:image/png;base64,") == len(figs)
@@ -59,7 +60,7 @@ def check_report(out, paths, lines, skipped=(), lenses=reproduce.PLANS["tiny"].m
                "fig8_lead_ranking", "fig8_lead_ranking_sigmoid"):
     assert f"figures/{name}.png" in figs
   assert ("figures/fig6_llc.png" in figs) == ("llc" not in skipped)
-  for stage in reproduce.STAGES[1:]:
+  for stage in pipeline.STAGES[1:]:
     assert any(f"== {stage}" in l for l in lines)
   assert md.count("Not measured") == sum(s in ("llc", "invariance", "surrogate") for s in skipped)
   finite(out / "metrics.csv", ("train_acc", "test_acc", "test_loss"))
@@ -91,43 +92,45 @@ def test_report_files_figures_and_tables(pipeline):
 def test_rerun_resumes_every_stage(pipeline):
   out, _, _ = pipeline
   cfg, plan, quiet = tiny_cfg(), FAST_PLAN, lambda s: None
-  assert reproduce.stage_train(cfg, out, quiet).startswith("reused")
-  assert reproduce.stage_causal(out, cfg, plan, quiet) == "reused"
-  assert reproduce.stage_snapshots(out, cfg, plan, quiet) == "reused"
-  assert reproduce.stage_measures(out, len(cfg.runs), plan, quiet) == "reused"
+  assert pipeline.stage_train(cfg, out, quiet).startswith("reused")
+  folder = runio.RunFolder.open(out)
+  assert pipeline.stage_causal(folder, plan, quiet) == "reused"
+  assert pipeline.stage_snapshots(folder, plan, quiet) == "reused"
+  assert pipeline.stage_measures(folder, plan, quiet) == "reused"
+  assert plan_lib.load(out) == plan  # the plan the report read
 
 
 @pytest.mark.slow
 def test_full_pipeline_from_scratch(tmp_path):
   """Training included, every stage (invariance and surrogate too), then a resumed re-run."""
   out, lines = tmp_path / "run", []
-  paths = reproduce.reproduce(tiny_cfg(), out, reproduce.PLANS["tiny"], write=lines.append,
+  paths = pipeline.reproduce(tiny_cfg(), out, PLANS["tiny"], write=lines.append,
                               devices=jax.devices()[:1])  # conftest splits the CPU in 4
   check_report(out, paths, lines)
   finite(out / "llc_invariance.csv", ("llc_mean",))
   finite(paths["surrogate_summary"], ("llc_init", "llc_final"))
-  plan, quiet = reproduce.PLANS["tiny"], lambda s: None
-  assert reproduce.stage_llc(out, tiny_cfg(), plan, quiet) == "reused"
-  assert reproduce.stage_invariance(out, tiny_cfg(), plan, quiet) == "reused"
-  assert reproduce.stage_surrogate(out, plan, quiet) == "reused"
+  plan, quiet, folder = PLANS["tiny"], lambda s: None, runio.RunFolder.open(out)
+  assert pipeline.stage_llc(folder, plan, quiet) == "reused"
+  assert pipeline.stage_invariance(folder, plan, quiet) == "reused"
+  assert pipeline.stage_surrogate(out, plan, quiet) == "reused"
 
 
 def test_bad_input(tmp_path):
   with pytest.raises(ConfigError, match="cannot skip"):
-    reproduce.reproduce(tiny_cfg(), tmp_path, reproduce.PLANS["tiny"], skip=("train",))
+    pipeline.reproduce(tiny_cfg(), tmp_path, PLANS["tiny"], skip=("train",))
   runio.write_config(tmp_path, tiny_cfg(), ["cpu:0"])
   other = dataclasses.replace(tiny_cfg(), p=29)
   with pytest.raises(RunFolderError, match="differs in p"):
-    reproduce.stage_train(other, tmp_path, print)
+    pipeline.stage_train(other, tmp_path, print)
 
 
 def test_log_spaced_steps():
-  saved = [0, 1, 2, 5, 10, 100, 250, 500, 1000, 10000, 100000]
-  assert reproduce.log_spaced(saved, 4) == [100, 1000, 10000, 100000]
-  assert reproduce.log_spaced([0, 50, 100], 4) == [50, 100]
-  assert reproduce.log_spaced([0, 1, 3, 9, 16, 40, 80, 120], 4) == [16, 40, 80, 120]
-  assert reproduce.log_spaced([0], 4) == [0]
-  assert reproduce.cpu_device_count(16) in (1, 2, 4, 8, 16)
+  saved, first = [0, 1, 2, 5, 10, 100, 250, 500, 1000, 10000, 100000], pipeline.FIRST_STEP
+  assert runio.log_spaced(saved, 4, first) == [100, 1000, 10000, 100000]
+  assert runio.log_spaced([0, 50, 100], 4, first) == [50, 100]
+  assert runio.log_spaced([0, 1, 3, 9, 16, 40, 80, 120], 4, first) == [16, 40, 80, 120]
+  assert runio.log_spaced([0], 4, first) == [0]
+  assert cli.cpu_device_count(16) in (1, 2, 4, 8, 16)
 
 
 @pytest.mark.slow

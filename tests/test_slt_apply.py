@@ -12,22 +12,28 @@ import pytest
 
 from grokjax import checkpoint, runio
 from grokjax.errors import CheckpointError, ConfigError
-from grokjax.slt import apply
+from grokjax.slt import apply, invariance
 
 SETTINGS = dict(sampler="sgld", step_size=1e-4, localization=100.0, num_chains=2, num_draws=12,
                 num_burnin=2, batch_size=64)
 
 
-def test_choose_steps():
+def test_llc_steps_keep_the_last():
+  """llc_over_training's choice of steps: --every keeps the last saved step too."""
   saved = [0, 1, 2, 4, 40, 80, 120]
-  assert apply.choose_steps(saved) == saved
-  assert apply.choose_steps(saved, every=40) == [0, 40, 80, 120]
-  assert apply.choose_steps(saved, every=50) == [0, 120]  # the last is always kept
-  assert apply.choose_steps(saved, steps=[80, 0]) == [0, 80]
-  with pytest.raises(CheckpointError, match="no checkpoint at steps"):
-    apply.choose_steps(saved, steps=[3])
+  choose = lambda **kw: runio.choose_steps(saved, keep_last=True, **kw)
+  assert choose() == saved
+  assert choose(every=40) == [0, 40, 80, 120]
+  assert choose(every=50) == [0, 120]  # the last is always kept
+  assert choose(steps=[80, 0]) == [0, 80]
+  with pytest.raises(CheckpointError, match=r"step\(s\) \[3\] not saved"):
+    choose(steps=[3])
   with pytest.raises(ConfigError):
-    apply.choose_steps(saved, steps=[0], every=40)
+    choose(steps=[0], every=40)
+
+
+def llc_over_training(path, **kw):
+  return apply.llc_over_training(runio.RunFolder.open(path), **kw)
 
 
 def _cli(module, *args):
@@ -39,7 +45,7 @@ def test_cli_writes_what_the_library_computes(tiny_run_dir, tmp_path):
   """experiments.llc writes llc.csv and llc.png; its rows are llc_over_training's."""
   cfg = runio.load_config(tiny_run_dir)
   last = checkpoint.list_steps(tiny_run_dir)[-1]
-  rows = apply.llc_over_training(tiny_run_dir, key=jax.random.key(0), runs=[1], steps=[0, last],
+  rows = llc_over_training(tiny_run_dir, key=jax.random.key(0), runs=[1], steps=[0, last],
                                  log=lambda s: None, **SETTINGS)
   assert [r["step"] for r in rows] == [0, last] and {r["run"] for r in rows} == {1}
   assert rows[0]["op"] == cfg.runs[1].op and rows[0]["seed"] == cfg.runs[1].seed
@@ -67,10 +73,8 @@ def test_saturation_flags_chains_that_left_the_basin(tiny_run_dir):
   last = checkpoint.list_steps(tiny_run_dir)[-1]
   common = dict(key=jax.random.key(0), runs=[1], steps=[last], log=lambda s: None,
                 **{**SETTINGS, "num_draws": 40, "num_burnin": 10})
-  hot = apply.llc_over_training(tiny_run_dir, **{**common, "step_size": 1e-2,
-                                                 "localization": 1.0})[0]
-  cold = apply.llc_over_training(tiny_run_dir, **{**common, "step_size": 1e-7,
-                                                  "localization": 1e4})[0]
+  hot = llc_over_training(tiny_run_dir, **{**common, "step_size": 1e-2, "localization": 1.0})[0]
+  cold = llc_over_training(tiny_run_dir, **{**common, "step_size": 1e-7, "localization": 1e4})[0]
   chance = np.log(cfg.p)
   for row in (hot, cold):
     assert row["chance_loss"] == pytest.approx(chance)
@@ -85,3 +89,36 @@ def test_saturation_flags_chains_that_left_the_basin(tiny_run_dir):
   assert apply.saturated(0.95 * ln97, 0.1, 97)
   assert not apply.saturated(0.5 * ln97, 0.1, 97)  # chains stayed useful
   assert not apply.saturated(ln97, 0.95 * ln97, 97)  # w* itself at chance: not the sampler
+
+
+def test_invariance_cli_writes_what_the_library_computes(tiny_run_dir, tmp_path):
+  """invariance_at_checkpoint is rescaling_grid on the loaded run; the CLI writes its rows."""
+  folder = runio.RunFolder.open(tiny_run_dir)
+  last, cfg = folder.steps[-1], folder.cfg
+  grid = dict(alphas=invariance.log_grid(2, 1.0, 1.0), betas=invariance.log_grid(2, 0.5, 2.0))
+  common = dict(num_chains=1, num_draws=6, num_burnin=1)
+  rows, outs = apply.invariance_at_checkpoint(
+      folder, run=1, step=last, key=jax.random.key(0), samplers=[("sgld", 1e-5, 1e3)],
+      batch_size=32, log=lambda s: None, **grid, **common)
+  data = apply.train_data(cfg, 1)
+  direct = invariance.rescaling_grid(
+      apply.make_loss_fn(cfg), checkpoint.load_params(tiny_run_dir, last, index=1), data,
+      key=jax.random.key(0), sampler="sgld", step_size=1e-5, localization=1e3, batch_size=32,
+      **grid, **common)
+  np.testing.assert_allclose([r["llc_mean"] for r in rows], direct["llc/mean"], rtol=1e-6)
+  assert {(r["run"], r["step"], r["sampler"], r["op"]) for r in rows} == {
+      (1, last, "sgld", cfg.runs[1].op)}
+  assert [(r["alpha"], r["beta"]) for r in rows] == pytest.approx([(1, .5), (1, 2), (1, .5), (1, 2)])
+
+  run_dir = tmp_path / "run"
+  shutil.copytree(tiny_run_dir, run_dir)
+  res = _cli("experiments.llc_invariance", f"--run_dir={run_dir}", "--run=1", "--grid=2",
+             "--alpha_range=1,1", "--beta_range=0.5,2", "--samplers=sgld", "--step_sizes=1e-5",
+             "--localizations=1e3", "--num_chains=1", "--num_draws=6", "--num_burnin=1",
+             "--batch_size=32")
+  assert res.returncode == 0, res.stderr[-2000:]
+  table = runio.read_csv(run_dir / "llc_invariance.csv")
+  np.testing.assert_allclose(table["llc_mean"], [r["llc_mean"] for r in rows], rtol=1e-4)
+  assert (run_dir / "llc_invariance_sgld.png").stat().st_size > 10_000
+  bad = _cli("experiments.llc_invariance", f"--run_dir={run_dir}", "--run=9")
+  assert bad.returncode == 2 and "run index(es) [9] not in the folder" in bad.stderr

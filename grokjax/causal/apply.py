@@ -8,7 +8,8 @@ per-run batch cut so that a forward pass still holds at most `max_batch` prompts
 otherwise the runs go one at a time. The result is tidy rows for causal.csv (one per
 run x step x head) and causal_ablation.csv (one per run x step x order x count).
 
->>> # patch_rows, ablation_rows = causal_over_training("runs/demo", [100, 1000])
+>>> # folder = runio.RunFolder.open("runs/demo")
+>>> # patch_rows, ablation_rows = causal_over_training(folder, folder.log_spaced(4))
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from grokjax import checkpoint, runio
+from grokjax import runio
 from grokjax.causal import ablation, patching, worlds
 from grokjax.causal.pairs import Pairs, sample_pairs, subset_mask
 from grokjax.config import SweepConfig
-from grokjax.errors import CheckpointError, ConfigError, RunFolderError
+from grokjax.errors import ConfigError
 from grokjax.model import init_params
 from grokjax.train import run_data
 
@@ -45,26 +46,6 @@ class CausalOptions:
   seed: int = 0
   max_batch: int | None = None  # prompts per pass over all runs; None: worlds.default_max_batch
   vmap_runs: bool | None = None  # None: when the runs' parameters total <= VMAP_MAX_PARAMS
-
-
-def check_steps(run_dir, steps: Sequence[int]) -> list[int]:
-  saved = checkpoint.list_steps(run_dir)
-  missing = [s for s in steps if s not in saved]
-  if missing:
-    raise CheckpointError(f"step(s) {missing} not saved in {run_dir}; saved steps: {saved}")
-  if not steps:
-    raise ConfigError("no steps given")
-  return list(steps)
-
-
-def check_runs(cfg: SweepConfig, runs: Sequence[int] | None) -> list[int]:
-  if runs is None:
-    return list(range(len(cfg.runs)))
-  bad = [r for r in runs if not 0 <= r < len(cfg.runs)]
-  if bad or not runs:
-    raise RunFolderError(f"run index(es) {bad or runs} not in the folder: it has runs "
-                         f"0..{len(cfg.runs) - 1} ({', '.join(s.label for s in cfg.runs)})")
-  return list(runs)
 
 
 def _inputs(cfg: SweepConfig, runs: list[int], opts: CausalOptions):
@@ -123,12 +104,12 @@ def _per_run(fn_one, fn_many, vmapped: bool, n_runs: int, *args):
   return jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *outs)
 
 
-def causal_over_training(run_dir, steps: Sequence[int], runs: Sequence[int] | None = None,
-                         opts: CausalOptions = CausalOptions(),
+def causal_over_training(folder: runio.RunFolder, steps: Sequence[int],
+                         runs: Sequence[int] | None = None, opts: CausalOptions = CausalOptions(),
                          log: Callable[[str], None] = print) -> tuple[list[dict], list[dict]]:
   """(causal.csv rows, causal_ablation.csv rows) for the given steps and run indices."""
-  cfg = runio.load_config(run_dir)
-  steps, runs = check_steps(run_dir, steps), check_runs(cfg, runs)
+  cfg = folder.cfg
+  steps, runs = folder.choose_steps(steps=steps), folder.check_runs(runs)
   mcfg = cfg.model_config
   heads = worlds.check_heads(mcfg, opts.heads)
   if opts.ablation not in ("none", *ablation.MODES):
@@ -145,8 +126,7 @@ def causal_over_training(run_dir, steps: Sequence[int], runs: Sequence[int] | No
   patch_rows, ablation_rows = [], []
   for step in steps:
     t0 = time.perf_counter()
-    stacked = checkpoint.load_stacked_params(run_dir, step)
-    params = jax.tree.map(lambda a: np.asarray(a)[np.asarray(runs)], stacked)
+    params = jax.tree.map(lambda a: a[0], folder.params([step], runs))
     effects = _per_run(pfn[False], pfn[True], vmapped, len(runs), params, pairs)
     patch_rows += _patch_rows(cfg, runs, step, effects, heads)
     if opts.ablation != "none":
@@ -162,15 +142,6 @@ def causal_over_training(run_dir, steps: Sequence[int], runs: Sequence[int] | No
     log(f"causal: step {step}: {len(runs)} runs in {time.perf_counter() - t0:.1f}s"
         f"{' (vmapped)' if vmapped else ''}")
   return patch_rows, ablation_rows
-
-
-def default_steps(saved: list[int], n: int = 4) -> list[int]:
-  """Up to n saved steps nearest to log-spaced targets between the first positive and last."""
-  pos = [s for s in saved if s > 0]
-  if not pos:
-    return saved[-1:]
-  targets = np.geomspace(pos[0], pos[-1], n)
-  return sorted({min(pos, key=lambda s: abs(np.log(s / t))) for t in targets})
 
 
 def parse_heads(values) -> tuple | None:

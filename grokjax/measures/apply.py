@@ -25,13 +25,13 @@ table (train and test alike), the same for every run and checkpoint, drawn with
 backward pass per vocabulary entry and example, ~12x more at p = 97).
 
 >>> # from grokjax.measures.apply import MeasureOptions, measure_run_dir
->>> # measure_run_dir("runs/demo", MeasureOptions(lenses=("spectral", "bdm"), every=500))
+>>> # folder = runio.RunFolder.open("runs/demo")
+>>> # measure_run_dir(folder, MeasureOptions(lenses=("spectral", "bdm"), every=500))
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import csv
 import dataclasses
 import math
 import multiprocessing
@@ -45,9 +45,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import checkpoint, runio, tasks
+from grokjax import runio, tasks
 from grokjax.config import SweepConfig
-from grokjax.errors import CheckpointError, ConfigError
+from grokjax.errors import ConfigError
 from grokjax.measures import complexity, fourier, geometry, spectral
 
 MEASURES = "measures.csv"
@@ -79,10 +79,6 @@ class MeasureOptions:
     if bad or not self.lenses:
       raise ConfigError(f"unknown lens {', '.join(bad) or '(none given)'}; "
                         f"valid: {', '.join(LENSES)}")
-    if self.every is not None and self.every < 1:
-      raise ConfigError(f"--every must be >= 1, got {self.every}")
-    if self.steps is not None and self.every is not None:
-      raise ConfigError("give --steps or --every, not both")
     for name in ("step_batch", "vmap_size", "n_examples"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -94,35 +90,18 @@ class MeasureOptions:
                         f"valid: {', '.join(complexity.METHODS)}")
 
 
-def select_steps(saved: list[int], opts: MeasureOptions, run_dir) -> list[int]:
-  if not saved:
-    raise CheckpointError(f"no checkpoints in {run_dir}: checkpoints/params holds no step")
-  if opts.steps is not None:
-    missing = sorted(set(opts.steps) - set(saved))
-    if missing:
-      raise CheckpointError(f"step(s) {missing} were not saved in {run_dir}; saved: {saved}")
-    return sorted(set(opts.steps))
-  if opts.every is not None:
-    chosen = [s for s in saved if s % opts.every == 0]
-    if not chosen:
-      raise CheckpointError(f"no saved step of {run_dir} is a multiple of {opts.every}; "
-                            f"saved: {saved}")
-    return chosen
-  return saved
-
-
 # ---------------------------------------------------------------- the table
 
 def read_rows(path: pathlib.Path) -> dict[tuple[int, int], dict]:
   """Existing measures.csv rows keyed by (run, step); values as floats (strings for op)."""
   if not path.is_file():
     return {}
-  with open(path, newline="") as f:
-    rows = list(csv.DictReader(f))
+  table = runio.read_csv(path)
+  kinds = {k: str if k == "op" else int if k in ("run", "seed", "step") else float
+           for k in table}
   out = {}
-  for r in rows:
-    vals = {k: v if k == "op" else int(v) if k in ("run", "seed", "step") else float(v)
-            for k, v in r.items()}
+  for i in range(len(table.get("run", ()))):
+    vals = {k: kinds[k](col[i]) for k, col in table.items()}
     out[(vals["run"], vals["step"])] = vals
   return out
 
@@ -217,17 +196,18 @@ def _plan(cfg, steps, rows, lenses) -> list[tuple[int, frozenset]]:
   return plan
 
 
-def _measure_batch(run_dir, cfg, batch, rows, opts, fns, pool) -> None:
+def _measure_batch(folder, batch, rows, opts, fns, pool) -> None:
   """Measures the steps of one batch (same missing lenses) for every run into `rows`."""
+  cfg = folder.cfg
   steps, need = [s for s, _ in batch], batch[0][1]
-  stacked = [checkpoint.load_stacked_params(run_dir, s) for s in steps]
-  stacked += stacked[-1:] * (opts.step_batch - len(stacked))  # fixed shapes: one compile
+  padded = steps + steps[-1:] * (opts.step_batch - len(steps))  # fixed shapes: one compile
   groups: dict[str, list[int]] = {}
   for i, spec in enumerate(cfg.runs):
     groups.setdefault(spec.op, []).append(i)
   futures = []
   for op, idx in groups.items():
-    params = jax.tree.map(lambda *a: np.concatenate([x[idx] for x in a]), *stacked)
+    # [steps, runs, ...] -> [steps * runs, ...], step-major as the loop below reads it
+    params = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), folder.params(padded, idx))
     if (op, need) not in fns:  # one compiled function per op and lens set, reused by batches
       fns[(op, need)] = lens_fn(cfg, op, need, opts)
     scalars, codes = jax.device_get(fns[(op, need)](params))
@@ -241,16 +221,15 @@ def _measure_batch(run_dir, cfg, batch, rows, opts, fns, pool) -> None:
     row.update(fut.result())
 
 
-def measure_run_dir(run_dir, opts: MeasureOptions | None = None, *,
+def measure_run_dir(folder: runio.RunFolder, opts: MeasureOptions | None = None, *,
                     write: Callable[[str], None] | None = None) -> pathlib.Path:
-  """Measures the chosen saved steps of every run of a sweep into run_dir/measures.csv."""
+  """Measures the chosen saved steps of every run of a RunFolder into DIR/measures.csv."""
   opts = opts or MeasureOptions()
   opts.validate()
   write = write or (lambda s: print(s, file=sys.stderr, flush=True))
-  run_dir = pathlib.Path(run_dir)
-  cfg = runio.load_config(run_dir)
-  steps = select_steps(checkpoint.list_steps(run_dir), opts, run_dir)
-  path = run_dir / MEASURES
+  cfg = folder.cfg
+  steps = folder.choose_steps(steps=opts.steps, every=opts.every)
+  path = folder.file(MEASURES)
   rows = read_rows(path)
   plan = _plan(cfg, steps, rows, opts.lenses)
   write(f"measure: {len(steps)} step(s) x {len(cfg.runs)} run(s), lenses {','.join(opts.lenses)}; "
@@ -262,7 +241,7 @@ def measure_run_dir(run_dir, opts: MeasureOptions | None = None, *,
     while plan:
       batch = [b for b in plan if b[1] == plan[0][1]][: opts.step_batch]
       plan = [b for b in plan if b not in batch]
-      _measure_batch(run_dir, cfg, batch, rows, opts, fns, pool)
+      _measure_batch(folder, batch, rows, opts, fns, pool)
       write_rows(path, rows)
       done += len(batch)
       rate = (time.time() - t0) / done

@@ -4,7 +4,9 @@
 transformations), `llc` (`estimate_llc`: every chain in one compiled program),
 `calibration` (step size x localisation sweeps and their traces), `rescaling`
 (function-preserving α/β rescalings of the transformer), `invariance` (the LLC on a
-rescaling grid) and `apply` (our runs' loss and data; the LLC over training).
+rescaling grid; SAMPLER_SETTINGS, each sampler's default ε and γ there) and `apply`
+(our runs' loss and data; the LLC over training and on one checkpoint's rescaling grid,
+from a runio.RunFolder).
 """
 
 from grokjax.slt.llc import default_nbeta, estimate_llc, resolve_nbeta, sample_llc

@@ -14,8 +14,11 @@ then λ̂ ≈ nβ (ln p − L_n(w*)) measures the training loss, not the local g
 the paper model with ε = 1e-4, γ = 100: λ̂ ≈ 2,550 ≈ 551 × ln 97 at every trained
 checkpoint). Such rows are flagged, never dropped; calibrate before trusting them.
 
->>> # rows = llc_over_training("runs/demo", key=jax.random.key(0), sampler="sgld",
->>> #                          step_size=4e-6, localization=1e4, every=100)
+`invariance_at_checkpoint` runs `grokjax.slt.invariance.rescaling_grid` for several
+samplers on one run at one checkpoint (experiments.llc_invariance and the pipeline).
+
+>>> # rows = llc_over_training(runio.RunFolder.open("runs/demo"), key=jax.random.key(0),
+>>> #                          sampler="sgld", step_size=4e-6, localization=1e4, every=100)
 """
 
 from __future__ import annotations
@@ -27,10 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import checkpoint, runio
+from grokjax import runio
 from grokjax.config import SweepConfig
-from grokjax.errors import CheckpointError, ConfigError
 from grokjax.model import Transformer
+from grokjax.slt import invariance
 from grokjax.slt import llc as llc_lib
 from grokjax.train import answer_loss, run_data
 
@@ -79,24 +82,6 @@ def saturation_fields(llc_mean: float, init_loss: float, nbeta: float, p: int) -
           "saturated": int(saturated(sampled, init_loss, p))}
 
 
-def choose_steps(saved: Sequence[int], *, steps: Sequence[int] | None = None,
-                 every: int | None = None) -> list[int]:
-  """`steps` (each must be saved), or the saved multiples of `every` plus the last, or all."""
-  saved = sorted(saved)
-  if steps is not None and every is not None:
-    raise ConfigError("give --steps or --every, not both")
-  if steps is not None:
-    missing = sorted(set(steps) - set(saved))
-    if missing:
-      raise CheckpointError(f"no checkpoint at steps {missing}; saved: {saved}")
-    return sorted(set(steps))
-  if every is not None:
-    if every < 1:
-      raise ConfigError(f"every must be >= 1, got {every}")
-    return sorted({s for s in saved if s % every == 0} | {saved[-1]})
-  return saved
-
-
 def _map_impl(loss_fn, params_S, data, key, step_size, nbeta, localization, *, spec, batch):
   def one(params):
     return llc_lib.sample_llc(loss_fn, params, data, key=key, spec=spec, step_size=step_size,
@@ -115,33 +100,20 @@ def llc_at_checkpoints(loss_fn, params_S, data, *, key, spec: llc_lib.ChainSpec,
   return {k: np.asarray(v) for k, v in out.items()}
 
 
-def _stack_steps(run_dir, steps: Sequence[int], runs: Sequence[int]):
-  """{run: params with a leading steps axis}, reading each checkpoint once."""
-  per_step = []
-  for step in steps:
-    stacked = checkpoint.load_stacked_params(run_dir, step)
-    per_step.append(jax.tree.map(lambda a: np.asarray(a)[list(runs)], stacked))
-  both = jax.tree.map(lambda *a: np.stack(a, axis=1), *per_step)  # [runs, steps, ...]
-  return {r: jax.tree.map(lambda a: a[i], both) for i, r in enumerate(runs)}
-
-
-def llc_over_training(run_dir: str | os.PathLike, *, key: jax.Array, sampler="sgld",
+def llc_over_training(folder: runio.RunFolder, *, key: jax.Array, sampler="sgld",
                       step_size: float, localization: float, nbeta=None, num_chains: int = 4,
                       num_draws: int = 200, num_burnin: int = 0, batch_size: int | None = 512,
                       runs: Sequence[int] | None = None, steps: Sequence[int] | None = None,
                       every: int | None = None, sampler_kwargs: dict | None = None,
                       checkpoint_batch: int = 1, log=print) -> list[dict]:
   """Tidy rows (run fields, step, settings, llc_mean, llc_std, ...) for llc.csv."""
-  cfg = runio.load_config(run_dir)
-  runs = list(range(len(cfg.runs))) if runs is None else list(runs)
-  for r in runs:
-    if not 0 <= r < len(cfg.runs):
-      raise ConfigError(f"run index {r} out of range: the sweep has {len(cfg.runs)} runs")
-  chosen = choose_steps(checkpoint.list_steps(run_dir), steps=steps, every=every)
+  cfg = folder.cfg
+  runs = folder.check_runs(runs)
+  chosen = folder.choose_steps(steps=steps, every=every, keep_last=True)
   loss_fn = make_loss_fn(cfg)
-  params = _stack_steps(run_dir, chosen, runs)
+  params_SxR = folder.params(chosen, runs)  # each checkpoint read once
   rows = []
-  for r in runs:
+  for k, r in enumerate(runs):
     data = train_data(cfg, r)
     n = int(data[1].shape[0])
     bs = None if batch_size is None else min(batch_size, n)
@@ -151,7 +123,8 @@ def llc_over_training(run_dir: str | os.PathLike, *, key: jax.Array, sampler="sg
     nb = llc_lib.resolve_nbeta(nbeta, num_examples=n, batch_size=bs)
     llc_lib.check_hyper(step_size=step_size, localization=localization, nbeta=nb)
     log(f"llc: run {r} ({cfg.runs[r].label}), {len(chosen)} checkpoints, sampler {sampler}")
-    out = llc_at_checkpoints(loss_fn, params[r], data, key=jax.random.fold_in(key, r),
+    params_S = jax.tree.map(lambda a: a[:, k], params_SxR)
+    out = llc_at_checkpoints(loss_fn, params_S, data, key=jax.random.fold_in(key, r),
                              spec=spec, step_size=step_size, nbeta=nb,
                              localization=localization, checkpoint_batch=checkpoint_batch)
     for j, step in enumerate(chosen):
@@ -165,6 +138,36 @@ def llc_over_training(run_dir: str | os.PathLike, *, key: jax.Array, sampler="sg
                    "diverged": int(out["diverged/count"][j]),
                    **saturation_fields(llc_mean, init_loss, nb, cfg.p)})
   return rows
+
+
+def invariance_at_checkpoint(folder: runio.RunFolder, *, run: int, step: int, key: jax.Array,
+                             samplers: Sequence[tuple[str, float, float]], alphas, betas,
+                             nbeta=None, num_chains: int = 4, num_draws: int = 200,
+                             num_burnin: int = 0, batch_size: int | None = 512,
+                             log=print) -> tuple[list[dict], dict[str, dict]]:
+  """The LLC of run `run` at `step` on the α x β rescaling grid, for each sampler.
+
+  `samplers`: (name, step size ε, localisation γ) triples (defaults per sampler:
+  `invariance.SAMPLER_SETTINGS`); every sampler uses the same chain keys. Returns
+  (llc_invariance.csv rows, {sampler: rescaling_grid's arrays}).
+  """
+  cfg = folder.cfg
+  (run,) = folder.check_runs([run])
+  params = jax.tree.map(lambda a: a[0, 0], folder.params([step], [run]))
+  data, loss_fn = train_data(cfg, run), make_loss_fn(cfg)
+  bs = None if batch_size is None else min(batch_size, int(data[1].shape[0]))
+  rows, outs = [], {}
+  for sampler, eps, gam in samplers:
+    log(f"invariance: {sampler} (ε={eps:g}, γ={gam:g}) on a {len(alphas)}x{len(betas)} grid, "
+        f"run {run} ({cfg.runs[run].label}), step {step}")
+    outs[sampler] = invariance.rescaling_grid(
+        loss_fn, params, data, key=key, alphas=alphas, betas=betas, sampler=sampler,
+        step_size=eps, localization=gam, nbeta=nbeta, num_chains=num_chains,
+        num_draws=num_draws, num_burnin=num_burnin, batch_size=bs, eval_chunk=cfg.eval_chunk)
+    rows += invariance.invariance_rows(outs[sampler], **runio.run_fields(run, cfg.runs[run]),
+                                       step=step, sampler=sampler, step_size=eps,
+                                       localization=gam)
+  return rows, outs
 
 
 def plot_llc_over_training(llc: dict[str, np.ndarray], metrics: dict[str, np.ndarray] | None,

@@ -26,6 +26,35 @@ from grokjax.errors import ConfigError
 from grokjax.slt import llc as llc_lib
 from grokjax.slt.rescaling import rescale
 
+# Default (step size ε, localisation γ) per sampler on the rescaling grid. The
+# scale-invariant samplers localise in relative (per-tensor mean-square) units, so their
+# γ is on another scale: γ = 1 allows ~100% relative moves per tensor.
+SAMPLER_SETTINGS = {"sgld": (4e-6, 1e4), "rmsprop_sgld": (1e-5, 100.0),
+                    "scale_invariant": (0.05, 1.0), "riemannian": (0.05, 1.0)}
+
+
+def sampler_settings(samplers, step_sizes=None, localizations=None) -> list[tuple[str, float, float]]:
+  """(sampler, ε, γ) per sampler: the given values (one for all, or one each), else the table's.
+
+  >>> sampler_settings(["sgld", "riemannian"], step_sizes=[1e-4])
+  [('sgld', 0.0001, 10000.0), ('riemannian', 0.0001, 1.0)]
+  """
+  unknown = [s for s in samplers if s not in SAMPLER_SETTINGS]
+  if unknown or not samplers:
+    raise ConfigError(f"unknown sampler(s) {unknown or '(none given)'}; "
+                      f"valid: {', '.join(SAMPLER_SETTINGS)}")
+
+  def per_sampler(values, column: int, name: str) -> list[float]:
+    if not values:
+      return [SAMPLER_SETTINGS[s][column] for s in samplers]
+    values = list(values) * len(samplers) if len(values) == 1 else list(values)
+    if len(values) != len(samplers):
+      raise ConfigError(f"--{name} has {len(values)} values for {len(samplers)} samplers")
+    return [float(v) for v in values]
+
+  return list(zip(samplers, per_sampler(step_sizes, 0, "step_sizes"),
+                  per_sampler(localizations, 1, "localizations")))
+
 
 def log_grid(size: int, lo: float, hi: float) -> np.ndarray:
   """`size` log-spaced factors from lo to hi (size 1: their geometric mean)."""

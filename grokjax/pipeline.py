@@ -1,0 +1,279 @@
+"""The paper end to end on one run folder: train, every lens, then the report.
+
+Stages, each skipped when its output in the folder is already complete (so re-running
+resumes): train (grokjax.sweep.train_sweep; a folder with the same config is resumed,
+a finished one reused), measures (spectral, Fourier, geometry, BDM -> measures.csv),
+causal (patching and ablation -> causal.csv, causal_ablation.csv), llc (LLC over
+training -> llc.csv), invariance (LLC of each sampler on a rescaling grid ->
+llc_invariance.csv), surrogate (the SFM -> surrogate/), snapshots (embeddings,
+quantised matrices and Occam-gate maps at four steps -> snapshots.npz), and the report
+(DIR/report/report.md, report.html, figures/, tables/), which reads the lens plan from
+DIR/plan.json. `skip` leaves lens stages out; the report says which.
+
+After training the folder is opened once (`runio.RunFolder`) and every lens stage
+reads config, steps and parameters through that value.
+
+>>> # from grokjax.config import PRESETS
+>>> # from grokjax.plan import PLANS
+>>> # paths = reproduce(PRESETS["demo"], "runs/demo", PLANS["demo"], skip=("invariance",))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+from typing import Callable
+
+import numpy as np
+
+from grokjax import plan as plan_lib
+from grokjax import runio
+from grokjax.config import SweepConfig
+from grokjax.errors import ConfigError
+from grokjax.plan import Plan
+
+STAGES = ("train", "measures", "causal", "llc", "invariance", "surrogate", "snapshots", "report")
+# the paper's first checkpoint: the log-spaced lens steps start near it (see runio.log_spaced)
+FIRST_STEP = 100
+
+
+class Clock:
+  """Progress lines prefixed with the elapsed time, and per-stage timings."""
+
+  def __init__(self, write: Callable[[str], None] = print):
+    self.t0, self._write, self.stages = time.time(), write, {}
+
+  def __call__(self, msg: str) -> None:
+    e = int(time.time() - self.t0)
+    self._write(f"[reproduce {e // 60:02d}:{e % 60:02d}] {msg}")
+
+  def stage(self, name: str, fn: Callable[[], str | None]) -> None:
+    self(f"== {name} ==")
+    t = time.time()
+    status = fn() or "done"
+    self.stages[name] = {"status": status, "seconds": round(time.time() - t, 1)}
+    self(f"{name}: {status} ({time.time() - t:.1f} s)")
+
+
+# ---------------------------------------------------------------- helpers
+
+def _steps_done(folder: runio.RunFolder, name: str, runs, steps: list[int], **match) -> bool:
+  """Whether the tidy table DIR/<name>.csv has a row for every run x step (with the given
+  column values). `runs`: the run indices, or their number (runs 0..n-1)."""
+  runs = range(runs) if isinstance(runs, int) else runs
+  if not folder.has_table(name):
+    return False
+  t = folder.table(name)
+  if not t or "run" not in t:
+    return False
+  sel = np.ones(len(t["run"]), bool)
+  for k, v in match.items():
+    if k not in t:
+      return False
+    col = t[k]
+    sel &= (col.astype(str) == str(v)) if col.dtype == object else np.isclose(col, v)
+  have = set(zip(t["run"][sel].tolist(), t["step"][sel].tolist()))
+  return all((r, s) in have for r in runs for s in steps)
+
+
+def _save_timings(out: pathlib.Path, clock: Clock) -> None:
+  path = out / "reproduce_timings.json"
+  old = json.loads(path.read_text()) if path.is_file() else {}
+  for k, v in clock.stages.items():
+    if v["status"].startswith("done") or k not in old:
+      old[k] = v
+  path.write_text(json.dumps(old, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- stages
+
+def stage_train(cfg: SweepConfig, out: pathlib.Path, write, devices=None) -> str:
+  from grokjax import checkpoint, sweep
+
+  if not (out / "config.json").is_file():
+    sweep.train_sweep(cfg, out, write=write, devices=devices)
+    return "done"
+  runio.check_same_config(out, cfg, hint="choose another --out")
+  metrics = out / sweep.METRICS
+  last = int(runio.read_csv(metrics)["step"].max()) if metrics.is_file() else -1
+  if last >= cfg.steps and checkpoint.list_steps(out)[-1] == cfg.steps:
+    return "reused (training finished)"
+  sweep.train_sweep(cfg, out, resume=True, write=write, devices=devices)
+  return "done (resumed)"
+
+
+def _measured(folder: runio.RunFolder, steps: list[int], lenses) -> bool:
+  """Whether measures.csv has every lens's sentinel column at every run x step."""
+  from grokjax.measures.apply import SENTINEL
+
+  if not folder.has_table("measures"):
+    return False
+  t = folder.table("measures")
+  cols = [SENTINEL[l] for l in lenses]
+  if any(c not in t for c in cols):
+    return False
+  ok = np.all([np.isfinite(t[c]) for c in cols], axis=0)
+  have = set(zip(t["run"][ok].tolist(), t["step"][ok].tolist()))
+  return all((r, s) in have for r in range(len(folder.runs)) for s in steps)
+
+
+def stage_measures(folder: runio.RunFolder, plan: Plan, write) -> str:
+  from grokjax.measures.apply import MeasureOptions, measure_run_dir
+
+  saved = list(folder.steps)
+  common = dict(n_examples=plan.n_examples, gc_method=plan.gc_method, workers=plan.workers)
+  cheap = [s for s in saved if plan.measure_every is None or s % plan.measure_every == 0]
+  cheap = sorted(set(cheap) | set(folder.log_spaced(8)) | {saved[-1]})
+  bdm = cheap if plan.bdm_points is None else folder.log_spaced(plan.bdm_points)
+  bdm = sorted(set(bdm) | {0})
+  jobs = [(plan.measure_lenses, cheap), (("bdm",), bdm)]
+  if all(_measured(folder, steps, lenses) for lenses, steps in jobs):
+    return "reused"
+  for lenses, steps in jobs:
+    measure_run_dir(folder, MeasureOptions(lenses=lenses, steps=tuple(steps), **common),
+                    write=write)
+  return f"done ({len(cheap)} steps; BDM at {len(bdm)})"
+
+
+def stage_causal(folder: runio.RunFolder, plan: Plan, write) -> str:
+  from grokjax.causal import apply
+
+  steps = folder.log_spaced(plan.causal_points, FIRST_STEP)
+  if _steps_done(folder, "causal", len(folder.runs), steps):
+    return "reused"
+  opts = apply.CausalOptions(n_pairs=plan.causal_pairs, n_random=plan.causal_random,
+                             ablation_examples=plan.causal_examples, seed=plan.seed)
+  patch, ablation = apply.causal_over_training(folder, steps, None, opts, log=write)
+  runio.write_csv(folder.file("causal.csv"), patch)
+  runio.write_csv(folder.file("causal_ablation.csv"), ablation)
+  return f"done (steps {steps})"
+
+
+def stage_llc(folder: runio.RunFolder, plan: Plan, write) -> str:
+  import jax
+
+  from grokjax.slt import apply
+
+  cfg = folder.cfg
+  steps = sorted(set(folder.log_spaced(plan.llc_points - 1, FIRST_STEP)) | {0})
+  runs = [i for i, s in enumerate(cfg.runs) if plan.llc_all_seeds or s.seed == cfg.seeds[0]]
+  if _steps_done(folder, "llc", runs, steps, sampler=plan.llc_sampler,
+                 num_draws=plan.llc_draws, step_size=plan.llc_step_size):
+    return "reused"
+  rows = apply.llc_over_training(
+      folder, key=jax.random.key(plan.seed), sampler=plan.llc_sampler,
+      step_size=plan.llc_step_size, localization=plan.llc_localization,
+      num_chains=plan.llc_chains, num_draws=plan.llc_draws, num_burnin=plan.llc_burnin,
+      batch_size=plan.llc_batch, runs=runs, steps=steps, log=write)
+  runio.write_csv(folder.file("llc.csv"), rows)
+  return f"done (steps {steps})"
+
+
+def invariance_run(cfg: SweepConfig) -> int:
+  """The run whose final model the invariance grid rescales: largest weight decay, first op/seed."""
+  wd = max(s.weight_decay for s in cfg.runs)
+  return next(i for i, s in enumerate(cfg.runs) if s.weight_decay == wd)
+
+
+def stage_invariance(folder: runio.RunFolder, plan: Plan, write) -> str:
+  import jax
+
+  from grokjax.slt import apply, invariance
+
+  alphas = invariance.log_grid(plan.invariance_grid, *plan.alpha_range)
+  betas = invariance.log_grid(plan.invariance_grid, *plan.beta_range)
+  if folder.has_table("llc_invariance"):
+    t = folder.table("llc_invariance")
+    def same(sel, col, grid):
+      have = np.unique(t[col][sel])
+      return have.shape == grid.shape and np.allclose(have, grid, rtol=1e-5)
+
+    if all(same(sel, "alpha", alphas) and same(sel, "beta", betas)
+           for sel in (t["sampler"].astype(str) == s for s in plan.invariance_samplers)):
+      return "reused"
+  rows, _ = apply.invariance_at_checkpoint(
+      folder, run=invariance_run(folder.cfg), step=folder.steps[-1],
+      key=jax.random.key(plan.seed), samplers=invariance.sampler_settings(plan.invariance_samplers),
+      alphas=alphas, betas=betas, num_chains=plan.invariance_chains,
+      num_draws=plan.invariance_draws, num_burnin=plan.invariance_draws // 5,
+      batch_size=plan.llc_batch, log=write)
+  runio.write_csv(folder.file("llc_invariance.csv"), rows)
+  return f"done ({len(plan.invariance_samplers)} samplers x {len(alphas) * len(betas)} points)"
+
+
+def stage_surrogate(out: pathlib.Path, plan: Plan, write) -> str:
+  from grokjax.surrogate import results
+  from grokjax.surrogate import train as sfm
+
+  folder = out / "surrogate"
+  cfg = dataclasses.replace(sfm.SurrogateConfig(), **(plan.surrogate or {}))
+  if (folder / "surrogate.csv").is_file() and results.load_config(folder) == cfg:
+    return "reused"
+  write(f"surrogate: ops {cfg.ops}, p {cfg.p}, penalties {cfg.penalties}, seeds {cfg.seeds}, "
+        f"{cfg.steps} steps")
+  res = sfm.train(cfg)
+  results.write_run_folder(cfg, res, folder, overwrite=True)
+  return f"done ({len(cfg.runs)} runs)"
+
+
+def stage_snapshots(folder: runio.RunFolder, plan: Plan, write) -> str:
+  from grokjax.measures import snapshots
+
+  path = folder.file(snapshots.FILE)
+  steps = folder.log_spaced(plan.snapshot_points, FIRST_STEP)
+  old = snapshots.load(path)
+  if old is not None and old.current(steps, plan.snapshot_matrix):
+    return "reused"
+  snapshots.save(path, snapshots.compute(folder, steps, matrix=plan.snapshot_matrix,
+                                         write=write))
+  return f"done (steps {steps})"
+
+
+# ---------------------------------------------------------------- the pipeline
+
+def reproduce(cfg: SweepConfig, out, plan: Plan, *, skip=(), write=print, devices=None) -> dict:
+  """Every stage into `out` (see the module docstring); returns the report's paths.
+
+  `devices` (default: all) are the devices the training sweep's runs axis is split over.
+  """
+  bad = [s for s in skip if s not in STAGES or s in ("train", "report")]
+  if bad:
+    raise ConfigError(f"cannot skip {bad}; skippable: {', '.join(STAGES[1:-1])}")
+  cfg.validate()
+  out = pathlib.Path(out)
+  clock = Clock(write)
+  clock(f"{len(cfg.runs)} runs x {cfg.steps} steps -> {out}")
+  try:
+    clock.stage("train", lambda: stage_train(cfg, out, clock, devices))
+    folder = runio.RunFolder.open(out)  # once, now that every checkpoint is saved
+    lenses = {
+        "measures": lambda: stage_measures(folder, plan, clock),
+        "causal": lambda: stage_causal(folder, plan, clock),
+        "llc": lambda: stage_llc(folder, plan, clock),
+        "invariance": lambda: stage_invariance(folder, plan, clock),
+        "surrogate": lambda: stage_surrogate(out, plan, clock),
+        "snapshots": lambda: stage_snapshots(folder, plan, clock),
+    }
+    for name, fn in lenses.items():
+      if name in skip:
+        clock(f"== {name}: skipped (--skip) ==")
+        clock.stages[name] = {"status": "skipped (--skip)", "seconds": 0.0}
+        continue
+      clock.stage(name, fn)
+  finally:
+    _save_timings(out, clock)
+  plan_lib.save(out, plan)
+  paths: dict = {}
+  clock.stage("report", lambda: _report(out, clock, paths))
+  _save_timings(out, clock)
+  clock(f"report: {paths['md']} and {paths['html']}")
+  return paths
+
+
+def _report(out: pathlib.Path, clock: Clock, paths: dict) -> str:
+  from grokjax import report
+
+  paths.update(report.build_report(out, write=clock))
+  return f"done ({sum(1 for k in paths if k not in ('md', 'html'))} tables)"
