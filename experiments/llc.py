@@ -24,6 +24,7 @@ from absl import app, flags
 from grokjax import checkpoint, runio
 from grokjax.cli import load_run_dir, parse_ints, run_main
 from grokjax.errors import ConfigError
+from grokjax.figures import slt as slt_figures
 from grokjax.slt import apply, calibration
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder written by experiments.train")
@@ -83,9 +84,9 @@ def run_calibration(run_dir: pathlib.Path, cfg, run: int) -> None:
            **apply.saturation_fields(row["llc_mean"], row["init_loss"], row["nbeta"], cfg.p)}
           for row in calibration.calibration_rows(out)]
   runio.write_csv(run_dir / "llc_calibration.csv", rows)
-  calibration.plot_calibration(out, run_dir / "llc_calibration.png",
-                               title=f"{cfg.runs[run].label}, step {step}, {_SAMPLER.value}: "
-                                     "nβ·(L_m(w_t) − L_n(w*)) per chain")
+  slt_figures.calibration(out, run_dir / "llc_calibration",
+                          title=f"{cfg.runs[run].label}, step {step}, {_SAMPLER.value}: "
+                                "nβ·(L_m(w_t) − L_n(w*)) per chain")
   print(f"wrote {run_dir / 'llc_calibration.csv'} and llc_calibration.png")
 
 
@@ -104,7 +105,7 @@ def main(argv):
   runio.write_csv(run_dir / "llc.csv", rows)
   metrics_path = run_dir / "metrics.csv"
   metrics = runio.read_csv(metrics_path) if metrics_path.is_file() else None
-  apply.plot_llc_over_training(runio.read_csv(run_dir / "llc.csv"), metrics, run_dir / "llc.png")
+  slt_figures.llc_over_training(runio.read_csv(run_dir / "llc.csv"), metrics, run_dir / "llc")
   print(f"wrote {run_dir / 'llc.csv'} ({len(rows)} rows) and {run_dir / 'llc.png'}")
   n_sat = sum(r["saturated"] for r in rows)
   if n_sat:

@@ -27,6 +27,7 @@ from absl import app, flags
 from grokjax import checkpoint, runio
 from grokjax.cli import load_run_dir, run_main
 from grokjax.errors import ConfigError
+from grokjax.figures import slt as slt_figures
 from grokjax.slt import apply, invariance
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder written by experiments.train")
@@ -108,14 +109,14 @@ def main(argv):
         batch_size=min(_BATCH.value, int(data[1].shape[0])), eval_chunk=cfg.eval_chunk)
     rows += invariance.invariance_rows(out, **runio.run_fields(run, cfg.runs[run]), step=step,
                                        sampler=sampler, step_size=eps, localization=gam)
-    invariance.plot_invariance(out, run_dir / f"llc_invariance_{sampler}.png",
-                               title=f"{sampler} (ε={eps:g}, γ={gam:g}), "
-                                     f"{cfg.runs[run].label}, step {step}")
     finite = out["llc/mean"][np.isfinite(out["llc/mean"])]
     if finite.size:
       print(f"  λ̂ from {finite.min():.4g} to {finite.max():.4g} "
             f"({int(np.sum(out['diverged/count']))} diverged chains)")
   runio.write_csv(run_dir / "llc_invariance.csv", rows)
+  table = runio.read_csv(run_dir / "llc_invariance.csv")
+  for sampler in _SAMPLERS.value:
+    slt_figures.invariance(table, run_dir / f"llc_invariance_{sampler}", sampler=sampler)
   print(f"wrote {run_dir / 'llc_invariance.csv'} and {len(_SAMPLERS.value)} heat maps")
 
 

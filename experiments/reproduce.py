@@ -371,9 +371,10 @@ def reproduce(cfg: SweepConfig, out, plan: Plan, *, skip=(), write=print, device
 
 
 def _report(out, plan, clock, paths) -> str:
-  from grokjax import report
+  from grokjax import plan as plan_lib, report
 
-  paths.update(report.build_report(out, plan=dataclasses.asdict(plan), write=clock))
+  plan_lib.save(out, plan)  # the report reads the plan from the run folder
+  paths.update(report.build_report(out, write=clock))
   return f"done ({sum(1 for k in paths if k not in ('md', 'html'))} tables)"
 
 
