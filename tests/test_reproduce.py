@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import reproduce
-from grokjax import report, runio
+from grokjax import plan, report, runio
 from grokjax.config import PRESETS
 from grokjax.errors import ConfigError, RunFolderError
 
@@ -86,6 +86,9 @@ def check_report(out, paths, lines, skipped=(), lenses=reproduce.PLANS["tiny"].m
 def test_report_files_figures_and_tables(pipeline):
   check_report(*pipeline, skipped=FAST_SKIP, lenses=FAST_PLAN.measure_lenses)
   assert (pipeline[0] / "snapshots.npz").is_file()
+  assert plan.load(pipeline[0]) == FAST_PLAN  # the report's plan table is the one that ran
+  t = runio.read_csv(pipeline[1]["plan"])
+  assert dict(zip(t["setting"], t["value"]))["measure_lenses"] == "('spectral', 'fourier')"
 
 
 def test_rerun_resumes_every_stage(pipeline):

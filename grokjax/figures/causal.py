@@ -15,6 +15,8 @@ orders and runs).
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.ticker
 import numpy as np
 
@@ -78,7 +80,9 @@ def patching_grid(t: dict[str, np.ndarray], op: str, stem, metric: str = "logit_
       ax.set_xlabel("head")
       ax.set_ylabel("layer")
     cbar = fig.colorbar(im, ax=axes, shrink=0.9)
-    cbar.set_label(f"{LABELS.get(metric, metric)}\nshared scale ±{vmax:.3g}")
+    wrap = max(20, int(12 * size[1]))  # characters per line that fit beside the bar
+    cbar.set_label(textwrap.fill(LABELS.get(metric, metric), wrap)
+                   + f"\nshared scale ±{vmax:.3g}", fontsize=6)
     fig.suptitle(f"activation patching per head, op {op}: mean over pairs and runs", fontsize=9)
     return style.save(fig, stem)
 

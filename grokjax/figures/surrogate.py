@@ -129,9 +129,11 @@ def figure5(folder, stem=None, *, penalty: float | None = None, seed: int | None
   ops, eta = f.config["ops"], pick_penalty(f.config["penalties"], penalty)
   seed = f.config["seeds"][0] if seed is None else seed
   with plt.rc_context(style.RC):
-    fig = plt.figure(figsize=(16, 3.3 * len(ops) + 0.6))
+    height = 3.3 * len(ops) + 0.6
+    fig = plt.figure(figsize=(16, height))
     grid = fig.add_gridspec(len(ops), 7, width_ratios=[3.2, 0.45, 1, 1, 1, 1, 1], hspace=0.55,
-                            wspace=0.15, left=0.04, right=0.99, bottom=0.08, top=0.86)
+                            wspace=0.15, left=0.04, right=0.99, bottom=0.5 / height,
+                            top=1 - 0.75 / height)  # margins in inches: axis labels, titles
     for row, op in enumerate(ops):
       r = f.run_index(op, eta, seed)
       own = str(f.maps["own_basis"][r])
