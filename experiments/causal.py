@@ -6,7 +6,8 @@
 
 Writes DIR/causal.csv (run fields, step, layer, head, each effect and its standard
 error), DIR/causal_ablation.csv (accuracy as heads are ablated, importance vs random
-order) and per op DIR/causal_{op}.png (Figure-2 grid) and DIR/causal_ablation_{op}.png.
+order) and per op DIR/causal_{op}.png (Figure-2 grid) and DIR/causal_ablation_{op}.png
+(each also as PDF).
 Without --steps, up to four saved steps spread evenly on a log scale are used.
 """
 
@@ -15,10 +16,11 @@ from __future__ import annotations
 from absl import app, flags
 
 from grokjax import runio
-from grokjax.causal import apply, plots
+from grokjax.causal import apply
 from grokjax.causal.apply import parse_heads
 from grokjax.cli import load_run_dir, parse_ints, run_main
 from grokjax.errors import ConfigError
+from grokjax.figures import causal as causal_figures
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder written by experiments.train")
 _STEPS = flags.DEFINE_string("steps", "", "comma-separated saved steps (default: 4, log-spaced)")
@@ -48,8 +50,9 @@ def main(argv):
   del argv
   folder = load_run_dir(_RUN_DIR.value)
   run_dir, cfg = folder.path, folder.cfg
-  if _METRIC.value not in plots.LABELS:
-    raise ConfigError(f"unknown --metric {_METRIC.value!r}; valid: {', '.join(plots.LABELS)}")
+  if _METRIC.value not in causal_figures.LABELS:
+    raise ConfigError(f"unknown --metric {_METRIC.value!r}; "
+                      f"valid: {', '.join(causal_figures.LABELS)}")
   if _STEPS.value:
     steps = parse_ints(_STEPS.value, "steps")
   else:
@@ -67,15 +70,13 @@ def main(argv):
   t = runio.read_csv(run_dir / "causal.csv")
   written = [run_dir / "causal.csv"]
   for op in dict.fromkeys(t["op"].astype(str).tolist()):
-    written.append(run_dir / f"causal_{op}.png")
-    plots.plot_patching_grid(t, op, written[-1], metric=_METRIC.value)
+    written += causal_figures.patching_grid(t, op, run_dir / f"causal_{op}", metric=_METRIC.value)
   if ablation_rows:
     runio.write_csv(run_dir / "causal_ablation.csv", ablation_rows)
     a = runio.read_csv(run_dir / "causal_ablation.csv")
     written.append(run_dir / "causal_ablation.csv")
     for op in dict.fromkeys(a["op"].astype(str).tolist()):
-      written.append(run_dir / f"causal_ablation_{op}.png")
-      plots.plot_ablation_curves(a, op, written[-1])
+      written += causal_figures.ablation_curves(a, op, run_dir / f"causal_ablation_{op}")
   print("wrote " + ", ".join(str(p) for p in written))
 
 

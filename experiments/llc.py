@@ -22,6 +22,7 @@ from absl import app, flags
 from grokjax import runio
 from grokjax.cli import load_run_dir, parse_ints, run_main
 from grokjax.errors import ConfigError
+from grokjax.figures import slt as slt_figures
 from grokjax.slt import apply, calibration
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder written by experiments.train")
@@ -82,9 +83,9 @@ def run_calibration(folder: runio.RunFolder, run: int) -> None:
            **apply.saturation_fields(row["llc_mean"], row["init_loss"], row["nbeta"], cfg.p)}
           for row in calibration.calibration_rows(out)]
   runio.write_csv(run_dir / "llc_calibration.csv", rows)
-  calibration.plot_calibration(out, run_dir / "llc_calibration.png",
-                               title=f"{cfg.runs[run].label}, step {step}, {_SAMPLER.value}: "
-                                     "nβ·(L_m(w_t) − L_n(w*)) per chain")
+  slt_figures.calibration(out, run_dir / "llc_calibration",
+                          title=f"{cfg.runs[run].label}, step {step}, {_SAMPLER.value}: "
+                                "nβ·(L_m(w_t) − L_n(w*)) per chain")
   print(f"wrote {run_dir / 'llc_calibration.csv'} and llc_calibration.png")
 
 
@@ -103,7 +104,7 @@ def main(argv):
       checkpoint_batch=_CKPT_BATCH.value, **sampler_settings())
   runio.write_csv(run_dir / "llc.csv", rows)
   metrics = folder.metrics() if folder.has_table("metrics") else None
-  apply.plot_llc_over_training(folder.table("llc"), metrics, run_dir / "llc.png")
+  slt_figures.llc_over_training(folder.table("llc"), metrics, run_dir / "llc")
   print(f"wrote {run_dir / 'llc.csv'} ({len(rows)} rows) and {run_dir / 'llc.png'}")
   n_sat = sum(r["saturated"] for r in rows)
   if n_sat:

@@ -28,6 +28,7 @@ from absl import app, flags
 from grokjax import runio
 from grokjax.cli import load_run_dir, run_main
 from grokjax.errors import ConfigError
+from grokjax.figures import slt as slt_figures
 from grokjax.slt import apply, invariance
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder written by experiments.train")
@@ -86,14 +87,14 @@ def main(argv):
       num_draws=_DRAWS.value, num_burnin=_BURNIN.value, batch_size=_BATCH.value)
   for sampler, eps, gam in settings:
     out = outs[sampler]
-    invariance.plot_invariance(out, run_dir / f"llc_invariance_{sampler}.png",
-                               title=f"{sampler} (ε={eps:g}, γ={gam:g}), "
-                                     f"{cfg.runs[run].label}, step {step}")
     finite = out["llc/mean"][np.isfinite(out["llc/mean"])]
     if finite.size:
       print(f"  {sampler}: λ̂ from {finite.min():.4g} to {finite.max():.4g} "
             f"({int(np.sum(out['diverged/count']))} diverged chains)")
   runio.write_csv(run_dir / "llc_invariance.csv", rows)
+  table = runio.read_csv(run_dir / "llc_invariance.csv")
+  for sampler, _, _ in settings:
+    slt_figures.invariance(table, run_dir / f"llc_invariance_{sampler}", sampler=sampler)
   print(f"wrote {run_dir / 'llc_invariance.csv'} and {len(settings)} heat maps")
 
 

@@ -64,7 +64,8 @@ def main(argv):
   del argv
   import time
 
-  from grokjax.surrogate import plots, results, train
+  from grokjax.figures import surrogate as plots
+  from grokjax.surrogate import results, train
 
   if FLAGS.out is None:
     raise ConfigError("--out is required (the run folder to write)")
@@ -76,11 +77,11 @@ def main(argv):
   res = train.train(cfg)
   out = results.write_run_folder(cfg, res, FLAGS.out, overwrite=FLAGS.overwrite)
   print(f"trained in {time.time() - t0:.0f} s; wrote {out}", flush=True)
-  figs = [plots.figure5(out, penalty=FLAGS.figure_penalty), plots.penalty_sweep(out)]
+  figs = [plots.figure5(out, penalty=FLAGS.figure_penalty)[0], plots.penalty_sweep(out)[0]]
   comp = plots.comparison(out, FLAGS.compare, penalty=FLAGS.figure_penalty)
   if FLAGS.compare is not None and comp is None:
     print(f"no comparison panel: {FLAGS.compare}/metrics.csv does not exist")
-  figs += [comp] if comp else []
+  figs += [comp[0]] if comp else []
   for row in results.summarize(cfg, res):
     print(f"  {row['op']:>3} η={row['penalty']:<4g} seed={row['seed']}: memorised at "
           f"{row['memorised_step']}, test ≥ 0.95 at {row['generalised_step']}, λ_A "

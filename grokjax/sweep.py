@@ -207,9 +207,9 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
     summary = summarize(cfg, runio.read_csv(out / METRICS))
     runio.write_csv(out / "summary.csv", summary)
     write(format_summary(summary))
-    from grokjax import plots  # matplotlib only once training is done
+    from grokjax.figures import training  # matplotlib only once training is done
 
-    plots.plot_curves(runio.read_csv(out / METRICS), out / "curves.png")
+    training.curves(runio.read_csv(out / METRICS), out / "curves")
   if reported:
     raise DivergenceError(f"{len(reported)} run(s) produced a non-finite loss: "
                           + ", ".join(cfg.runs[i].label for i in sorted(reported))

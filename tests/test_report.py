@@ -1,47 +1,18 @@
-"""The report: rendering, and the whole analysis on a synthetic run folder with planted leads."""
+"""The report of a synthetic run folder with planted leads, with and without plan.json."""
 
-import base64
 import re
 
 import numpy as np
 import pytest
 
-from grokjax import report, runio
+from grokjax import plan, report, runio
 from grokjax.config import SweepConfig
+from grokjax.report import claims
 from tests.test_analysis import STEPS, synthetic_tables
 
 # measures.csv columns: BDM falls 0.3 decades before test accuracy, the Fourier Gini
 # (planted falling, the paper says it rises) 0.25 decades after.
 PLANTED = (("bdm/2d/total", 0.3), ("fourier/embed_gini", -0.25))
-
-
-def test_markdown_and_html_rendering(tmp_path):
-  import matplotlib.pyplot as plt
-
-  fig, ax = plt.subplots()
-  ax.plot([0, 1])
-  fig.savefig(tmp_path / "f.png")
-  r = report.Report("t")
-  r.heading("Section")
-  r.text("A **bold** `code` line.\n\n- one\n- two")
-  r.figure(tmp_path / "f.png", "what | settings")
-  r.table("tab", [{"name": "a|b", "x": 1.0, "y": float("nan"), "z": 0.123456}], caption="c")
-  paths = r.write(tmp_path / "rep")
-  md = paths["md"].read_text()
-  assert "| a\\|b | 1 | n/a | 0.1235 |" in md
-  assert "![Figure 1](../f.png)" in md and "*Figure 1.* what | settings" in md
-  html = paths["html"].read_text()
-  png = base64.b64encode((tmp_path / "f.png").read_bytes()).decode()
-  assert f"data:image/png;base64,{png}" in html
-  assert "<b>bold</b>" in html and "<li>two</li>" in html and "<code>code</code>" in html
-  t = runio.read_csv(paths["tab"])
-  assert t["name"][0] == "a|b" and t["x"][0] == 1.0 and np.isnan(t["y"][0])
-
-
-def test_fmt():
-  assert report.fmt(3.0) == "3" and report.fmt(np.float64(2.5e-5)) == "2.5e-05"
-  assert report.fmt(np.int64(7)) == "7" and report.fmt(float("inf")) == "n/a"
-  assert report.fmt("x") == "x" and report.fmt(True) == "True"
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +55,28 @@ def test_report_of_a_synthetic_run_folder(synthetic_run):
   assert st["BDM, 2-D binary 4x4 (Gray bit-planes) falls through grokking"] == "agrees"
   assert st["Fourier Gini of the embedding rises through grokking"] == "differs"
   assert st["parameter L2 norm falls through grokking"] == "agrees"
-  assert st[report._grokking_claim([])["claim"]] == "agrees"
+  assert st[claims._grokking_claim([])["claim"]] == "agrees"
   grok = runio.read_csv(paths["grokking"])
   wd1 = grok["weight_decay"] == 1.0
   assert np.isfinite(grok["gen_step"][wd1]).all() and np.isnan(grok["gen_step"][~wd1]).all()
   assert "**Moved before test accuracy**" in md and "`bdm/2d/total`" in md
   corr = runio.read_csv(paths["correlations"])
   assert np.isfinite(corr["spearman_mean"][corr["weight_decay"] == 1.0]).all()
+
+
+def test_the_plan_comes_from_plan_json(synthetic_run):
+  (synthetic_run / plan.PLAN_FILE).unlink(missing_ok=True)
+  md = report.build_report(synthetic_run, write=lambda s: None)["md"].read_text()
+  assert "Table `plan`" not in md and "geometry lens on ? fixed examples" in md
+  tiny = plan.PLANS["tiny"]
+  plan.save(synthetic_run, tiny)
+  try:
+    paths = report.build_report(synthetic_run, write=lambda s: None)
+  finally:
+    (synthetic_run / plan.PLAN_FILE).unlink()
+  md = paths["md"].read_text()
+  assert f"geometry lens on {tiny.n_examples} fixed examples, GC method {tiny.gc_method}" in md
+  t = runio.read_csv(paths["plan"])
+  rows = dict(zip(t["setting"].tolist(), t["value"].tolist()))
+  assert rows["invariance_samplers"] == "('sgld',)" and rows["llc_step_size"] == "4e-06"
+  assert rows["surrogate"] == str(tiny.surrogate) and len(rows) == len(plan.to_dict(tiny))

@@ -87,6 +87,9 @@ def check_report(out, paths, lines, skipped=(), lenses=PLANS["tiny"].measure_len
 def test_report_files_figures_and_tables(pipeline):
   check_report(*pipeline, skipped=FAST_SKIP, lenses=FAST_PLAN.measure_lenses)
   assert (pipeline[0] / "snapshots.npz").is_file()
+  assert plan_lib.load(pipeline[0]) == FAST_PLAN  # the report's plan table is the one that ran
+  t = runio.read_csv(pipeline[1]["plan"])
+  assert dict(zip(t["setting"], t["value"]))["measure_lenses"] == "('spectral', 'fourier')"
 
 
 def test_rerun_resumes_every_stage(pipeline):

@@ -5,7 +5,8 @@
   patching.py  per-head activation patching, three effects with standard errors
   ablation.py  zero / mean ablation of head sets, cumulative ablation curves
   apply.py     both over checkpoints of a sweep's runs (vmapped over runs)
-  plots.py     Figure-2 style grids and ablation curves from the tidy tables
+
+(`grokjax.figures.causal` draws the Figure-2 grids and ablation curves from the tables.)
 
 >>> import jax
 >>> from grokjax.config import MODEL_PRESETS

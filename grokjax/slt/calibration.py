@@ -9,8 +9,8 @@ and then level off, no chain diverges, and λ̂ does not change much with the st
 
 `calibrate` runs every setting of the grid with the same chain keys (common random
 numbers, so settings differ only by their hyperparameters) as one `lax.map` over
-settings inside one `jit`; `plot_calibration` draws the traces per setting and λ̂
-against the step size, one line per localisation.
+settings inside one `jit`; `grokjax.figures.slt.calibration` draws the traces per setting
+and λ̂ against the step size, one line per localisation.
 
 >>> import jax, jax.numpy as jnp
 >>> x = jax.random.normal(jax.random.key(0), (100, 2))
@@ -19,13 +19,12 @@ against the step size, one line per localisation.
 ...                 step_sizes=[1e-4, 1e-3], localizations=[1.0], num_draws=50)
 >>> out["llc/mean"].shape, out["loss/trace"].shape      # [settings], [settings, chains, draws]
 ((2,), (2, 4, 50))
->>> # plot_calibration(out, "calibration.png")
+>>> # grokjax.figures.slt.calibration(out, "calibration")
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -88,41 +87,3 @@ def calibration_rows(out: dict[str, np.ndarray]) -> list[dict]:
            "llc_std": float(out["llc/std"][i]), "distance_mean": float(out["distance/mean"][i]),
            "diverged": int(out["diverged/count"][i]), "init_loss": float(out["loss/init"][i])}
           for i in range(len(out["step_size"]))]
-
-
-def plot_calibration(out: dict[str, np.ndarray], path: str | os.PathLike, title: str = "") -> None:
-  """Traces nβ·(L_m(w_t) − L_n(w*)) per setting (a grid of panels) and λ̂ vs step size."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  steps, gams, nbs = (np.unique(out[k]) for k in ("step_size", "localization", "nbeta"))
-  rows = [(g, b) for b in nbs for g in gams]
-  fig, axes = plt.subplots(len(rows), len(steps) + 1, squeeze=False,
-                           figsize=(2.6 * (len(steps) + 1), 2.0 * len(rows)))
-  for i in range(len(out["step_size"])):
-    r = rows.index((out["localization"][i], out["nbeta"][i]))
-    c = int(np.searchsorted(steps, out["step_size"][i]))
-    ax = axes[r, c]
-    trace = out["nbeta"][i] * (out["loss/trace"][i] - out["loss/init"][i])
-    ax.plot(trace.T, lw=0.6)
-    ax.set_title(f"ε={out['step_size'][i]:.1e} γ={out['localization'][i]:g}\n"
-                 f"λ̂={out['llc/mean'][i]:.3g} div={int(out['diverged/count'][i])}", fontsize=7)
-    ax.tick_params(labelsize=6)
-    if np.all(np.isfinite(trace)):
-      lo, hi = np.percentile(trace, [1, 99])
-      ax.set_ylim(min(lo, 0.0), hi + 0.1 * (hi - lo) + 1e-9)
-    summary = axes[r, -1]
-    sel = (out["localization"] == out["localization"][i]) & (out["nbeta"] == out["nbeta"][i])
-    if c == 0:
-      summary.errorbar(out["step_size"][sel], out["llc/mean"][sel], out["llc/std"][sel],
-                       marker="o", ms=3, lw=1)
-      summary.set_xscale("log")
-      summary.set_title(f"λ̂ vs ε (γ={out['localization'][i]:g}, nβ={out['nbeta'][i]:.3g})",
-                        fontsize=7)
-      summary.tick_params(labelsize=6)
-  fig.suptitle(title or "SGLD calibration: nβ·(L_m(w_t) − L_n(w*)) per chain", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)

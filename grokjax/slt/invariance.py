@@ -7,7 +7,8 @@ same function (exactly for α at LayerNorm eps → 0 and β with ReLU; approxima
 otherwise), and the true LLC is the same; `rescaling_grid` estimates it at every grid
 point with one sampler — every point with the same chain keys, as one `lax.map`
 inside one `jit` — so the map of λ̂ over the grid shows how much the estimator (not
-the model) moves. The paper draws 30 × 30 grids; `plot_invariance` draws one heat map.
+the model) moves. The paper draws 30 × 30 grids; `grokjax.figures.slt.invariance` draws
+the rows of one sampler as heat maps.
 
 >>> # out = rescaling_grid(loss_fn, params, data, key=jax.random.key(0),
 >>> #                      alphas=log_grid(5, 0.1, 10), betas=log_grid(5, 0.1, 10),
@@ -15,8 +16,6 @@ the model) moves. The paper draws 30 × 30 grids; `plot_invariance` draws one he
 """
 
 from __future__ import annotations
-
-import os
 
 import jax
 import jax.numpy as jnp
@@ -112,53 +111,3 @@ def invariance_rows(out: dict[str, np.ndarray], **fields) -> list[dict]:
            "init_loss_change": float(out["loss/init"][i]) - init0,
            "distance_mean": float(out["distance/mean"][i]),
            "diverged": int(out["diverged/count"][i])} for i in range(len(out["alpha"]))]
-
-
-def _log_edges(centres: np.ndarray) -> np.ndarray:
-  """Cell edges for log-spaced centres (geometric midpoints, ends mirrored)."""
-  logc = np.log(centres)
-  if len(logc) == 1:
-    return np.exp(logc[0] + np.array([-0.5, 0.5]))
-  mid = (logc[1:] + logc[:-1]) / 2
-  return np.exp(np.concatenate([[2 * logc[0] - mid[0]], mid, [2 * logc[-1] - mid[-1]]]))
-
-
-def plot_invariance(out: dict[str, np.ndarray], path: str | os.PathLike, title: str = "") -> None:
-  """Heat maps over log α × log β: λ̂, and how much the rescaling changed L_n(w*).
-
-  Only where the second map is ~0 is the rescaled model the same function, so only
-  there does a change of λ̂ measure the sampler rather than the model.
-  """
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  alphas, betas = np.unique(out["alpha"]), np.unique(out["beta"])
-  shape = (len(alphas), len(betas))
-  z = out["llc/mean"].reshape(shape)
-  base = out["loss/init"].reshape(shape)
-  dz = base - out["loss/init_original"]
-  fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.0))
-  for ax, grid, label, cmap in ((axes[0], z, "λ̂", "viridis"),
-                                (axes[1], dz, "L_n(rescaled w*) − L_n(w*)", "coolwarm")):
-    lim = np.nanmax(np.abs(grid)) if cmap == "coolwarm" else None
-    mesh = ax.pcolormesh(_log_edges(betas), _log_edges(alphas), grid, cmap=cmap,
-                         vmin=-lim if lim else None, vmax=lim)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("β (MLP: fc_in ×β, fc_out ×1/β)")
-    ax.set_ylabel("α (residual stream)")
-    fig.colorbar(mesh, ax=ax, label=label)
-    if max(shape) <= 8:
-      for i, a in enumerate(alphas):
-        for j, b in enumerate(betas):
-          ax.text(b, a, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=6, color="w"
-                  if cmap == "viridis" else "k")
-  finite = z[np.isfinite(z)]
-  spread = (f"λ̂ in [{finite.min():.3g}, {finite.max():.3g}]" if finite.size else "all diverged")
-  axes[0].set_title(f"{title}\n{spread}", fontsize=8)
-  axes[1].set_title("change of the initial loss (0: same function)", fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)

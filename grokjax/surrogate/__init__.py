@@ -2,7 +2,7 @@
 
 A documented reconstruction of the paper's Section 5 (its equations are not in our
 copy): `model` defines the SFM, its gate and its analytic complexity proxy,
-`train` runs a seed × op × penalty grid as one vmapped program, `plots` draws the
-Figure-5 analogue, `characters` holds the group features and the discrete logarithm.
+`train` runs a seed × op × penalty grid as one vmapped program, `results` writes its
+run folder (which `grokjax.figures.surrogate` draws), `characters` holds the group features and the discrete logarithm.
 Run it with `python -m experiments.surrogate --out=runs/surrogate`.
 """

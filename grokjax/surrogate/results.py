@@ -11,7 +11,8 @@ memorising family), (p − 1)/2 (the full group family) and p/2 (the paper's num
 Run folder (`write_run_folder`): config.json (the SurrogateConfig, package versions,
 git commit, devices), surrogate.csv (tidy: one row per run × eval step), summary.csv
 (one row per run) and maps.npz (the spectral maps of every run at four moments:
-init, memorised, switch, final; `moment_index` points into `steps`).
+init, memorised, switch, final; `moment_index` points into `steps`; `own_basis` names
+the map each run's group is diagonal in), which `grokjax.figures.surrogate` draws.
 """
 
 from __future__ import annotations
@@ -95,8 +96,15 @@ def summarize(cfg: SurrogateConfig, result: SurrogateResult) -> list[dict]:
   return out
 
 
+def own_basis(op: str) -> str:
+  """'dlog' for the multiplicative ops (diagonal after discrete-log re-indexing), else
+  'natural'."""
+  return "dlog" if characters.GROUPS[op][0] == "dlog" else "natural"
+
+
 def map_moments(cfg: SurrogateConfig, result: SurrogateResult) -> dict[str, np.ndarray]:
-  """maps.npz content: steps, moment_index [R, 4] and each map at the moments [R, 4, ...]."""
+  """maps.npz content: steps, moment_index [R, 4], each map at the moments [R, 4, ...], the
+  moments' names and own_basis [R] (the basis each run's group is diagonal in)."""
   index = []
   for r in range(len(cfg.runs)):
     steps, tr = run_series(result.rows, r, "train_acc")
@@ -104,7 +112,8 @@ def map_moments(cfg: SurrogateConfig, result: SurrogateResult) -> dict[str, np.n
     index.append(moment_index(steps, tr, te))
   index = np.array(index, np.int64)
   runs = np.arange(len(cfg.runs))[:, None]
-  out = {"steps": np.asarray(result.steps), "moment_index": index}
+  out = {"steps": np.asarray(result.steps), "moment_index": index, "moments": np.array(MOMENTS),
+         "own_basis": np.array([own_basis(op) for op, _, _ in cfg.runs])}
   out.update({k: v[index, runs] for k, v in result.maps.items()})
   return out
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from grokjax.causal import plots
+from grokjax.figures import causal
+from tests.figure_helpers import drawn
 
 
 def patch_table(L, H, steps=(100, 1000), wds=(0.0, 1.0), seeds=(1, 2)):
@@ -16,15 +17,13 @@ def patch_table(L, H, steps=(100, 1000), wds=(0.0, 1.0), seeds=(1, 2)):
 
 @pytest.mark.parametrize("L, H", [(2, 4), (24, 16)])
 def test_patching_grid_is_drawn(tmp_path, L, H):
-  t = patch_table(L, H)
-  plots.plot_patching_grid(t, "add", tmp_path / "grid.png")
-  assert (tmp_path / "grid.png").stat().st_size > 10_000
+  assert drawn(causal.patching_grid(patch_table(L, H), "add", tmp_path / "grid"), 10_000)
 
 
 def test_grid_average_over_runs():
   t = patch_table(2, 4)
   sel = (t["weight_decay"] == 1.0) & (t["step"] == 100)
-  g, n = plots._grid(t, sel, "logit_diff")
+  g, n = causal.head_grid(t, sel, "logit_diff")
   assert n == 2
   want = np.mean([t["logit_diff"][sel & (t["run"] == r) & (t["layer"] == 1) & (t["head"] == 3)]
                   for r in (2, 3)])
@@ -39,5 +38,4 @@ def test_ablation_curves_are_drawn(tmp_path):
   t = {"run": r, "op": np.array(["add"] * len(r), object), "weight_decay": wd, "step": st,
        "order": order.astype(object), "order_index": j, "n_ablated": n,
        "ablation": np.array(["zero"] * len(r), object), "accuracy": np.exp(-n / (1 + j))}
-  plots.plot_ablation_curves(t, "add", tmp_path / "abl.png")
-  assert (tmp_path / "abl.png").stat().st_size > 10_000
+  assert drawn(causal.ablation_curves(t, "add", tmp_path / "abl"), 10_000)
