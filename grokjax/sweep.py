@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from grokjax import checkpoint, multihost, runio, sharding
+from grokjax.analysis.tables import first_step_at
 from grokjax.config import SweepConfig
 from grokjax.errors import CheckpointError, DivergenceError, RunFolderError
 from grokjax.measures.spectral import spectral_summary
@@ -228,12 +229,6 @@ def _report_divergence(cfg, diverged, metrics, stop, reported, write) -> None:
           "the other runs continue")
 
 
-def first_step(steps: np.ndarray, values: np.ndarray, threshold: float) -> int | None:
-  """The first step at which values >= threshold, or None."""
-  hit = np.flatnonzero(values >= threshold)
-  return int(steps[hit[0]]) if hit.size else None
-
-
 def summarize(cfg: SweepConfig, m: dict[str, np.ndarray], threshold: float = 0.99) -> list[dict]:
   """Per run: first steps with train and test accuracy >= threshold, final accuracies."""
   rows = []
@@ -242,7 +237,7 @@ def summarize(cfg: SweepConfig, m: dict[str, np.ndarray], threshold: float = 0.9
     order = np.argsort(m["step"][sel])
     steps = m["step"][sel][order]
     tr, te = m["train_acc"][sel][order], m["test_acc"][sel][order]
-    fit, grok = first_step(steps, tr, threshold), first_step(steps, te, threshold)
+    fit, grok = first_step_at(steps, tr, threshold), first_step_at(steps, te, threshold)
     rows.append({**runio.run_fields(i, spec),
                  "train_acc_099_step": "" if fit is None else fit,
                  "test_acc_099_step": "" if grok is None else grok,

@@ -7,13 +7,21 @@ so there are p(p - 1) examples). Every table is built with vectorised numpy, and
 `stack_tasks` lays several ops along a leading axis so that an op is data, not a
 branch, inside a compiled sweep.
 
+The number theory the group lenses share lives here too: `powmod`, `is_prime`, and
+the discrete logarithm. Z_p^* (p prime) is cyclic of order p - 1; `primitive_root` is
+its smallest generator g, `dlog_residues` lists g^0, g^1, ... and `discrete_log`
+inverts it, so that log(x y) = log x + log y mod (p - 1).
+
 >>> inputs, targets = make_task("sub", 7)
 >>> inputs[0].tolist(), int(targets[0])        # 0 - 1 mod 7
 ([0, 7, 1, 8], 6)
+>>> primitive_root(7), dlog_residues(7).tolist()
+(3, [1, 3, 2, 6, 4, 5])
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -57,6 +65,45 @@ def is_prime(n: int) -> bool:
   if n < 2:
     return False
   return all(n % d for d in range(2, int(n**0.5) + 1))
+
+
+def prime_factors(n: int) -> list[int]:
+  """The distinct prime factors of n >= 1, ascending."""
+  out, d = [], 2
+  while d * d <= n:
+    if n % d == 0:
+      out.append(d)
+      while n % d == 0:
+        n //= d
+    d += 1
+  return out + ([n] if n > 1 else [])
+
+
+def primitive_root(p: int) -> int:
+  """The smallest generator g of Z_p^*: g^((p-1)/q) != 1 for every prime q | p - 1."""
+  if not is_prime(p):
+    raise ConfigError(f"the discrete logarithm needs a prime modulus, got p={p}")
+  g = np.arange(2, max(p, 3), dtype=np.int64)
+  ok = np.ones(g.shape, bool)
+  for q in prime_factors(p - 1):
+    ok &= powmod(g, (p - 1) // q, p) != 1
+  return 1 if p == 2 else int(g[np.argmax(ok)])
+
+
+@functools.lru_cache(maxsize=64)
+def dlog_residues(p: int) -> np.ndarray:
+  """[p - 1] int64 residues by discrete log: entry j is g^j mod p (a permutation of
+  1..p-1). Cached, hence read-only: copy it to modify it."""
+  out = powmod(primitive_root(p), np.arange(p - 1), p)
+  out.setflags(write=False)
+  return out
+
+
+def discrete_log(p: int) -> np.ndarray:
+  """[p] int64 table: log_g(x) for x = 1..p-1, and -1 for x = 0."""
+  out = np.full(p, -1, np.int64)
+  out[dlog_residues(p)] = np.arange(p - 1)
+  return out
 
 
 def check_op(op: str, p: int) -> None:

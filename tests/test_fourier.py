@@ -34,23 +34,6 @@ def test_gini_and_ipr_extremes():
   np.testing.assert_allclose(fourier.entropy(jnp.ones(n)), np.log(n), rtol=1e-6)
 
 
-@pytest.mark.parametrize("p,g", [(7, 3), (11, 2), (23, 5), (97, 5)])
-def test_primitive_root_and_discrete_log(p, g):
-  assert fourier.primitive_root(p) == g
-  r = fourier.dlog_residues(p)
-  assert sorted(r.tolist()) == list(range(1, p))
-  log = fourier.discrete_log(p)
-  x = np.arange(1, p)
-  assert np.all(tasks.powmod(g, log[x], p) == x)
-  # the re-indexing turns multiplication into addition mod p - 1
-  assert np.all(log[x[:, None] * x[None, :] % p] == (log[x][:, None] + log[x][None, :]) % (p - 1))
-
-
-def test_primitive_root_needs_a_prime():
-  with pytest.raises(ConfigError, match="prime"):
-    fourier.primitive_root(12)
-
-
 def planted(n, k, d=6, seed=0):
   """rows[j] = u cos(2 pi k j / n) + v sin(...), u and v orthogonal with equal norm."""
   u, v = np.linalg.qr(np.random.default_rng(seed).normal(size=(d, 2)))[0].T * 3.0
@@ -82,7 +65,7 @@ def test_noise_is_not_localised():
 
 def test_dlog_structure_found_only_after_reindexing():
   """rows[x] = plane at frequency 2 over Z_{p-1} in log_g(x): only mul's basis sees it."""
-  log = fourier.discrete_log(P)
+  log = tasks.discrete_log(P)
   rows = np.zeros((P, 16))
   rows[1:] = planted(P - 1, 2, d=16)[log[1:]]
   rows[0] = np.random.default_rng(2).normal(size=16)

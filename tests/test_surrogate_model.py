@@ -24,23 +24,6 @@ def correct(params, data):
   return np.asarray(jax.jit(model.strict_correct)(all_logits(params, data), data.targets))
 
 
-@pytest.mark.parametrize("p", [5, 7, 11, 13])
-def test_discrete_log_is_a_bijection_that_turns_mul_into_add(p):
-  g = characters.primitive_root(p)
-  res = characters.residues_by_log(p)
-  assert sorted(res.tolist()) == list(range(1, p))
-  assert [pow(g, j, p) for j in range(p - 1)] == res.tolist()
-  lg = characters.discrete_log(p)
-  x, y = np.meshgrid(np.arange(1, p), np.arange(1, p))
-  assert np.all(lg[x * y % p] == (lg[x] + lg[y]) % (p - 1))
-
-
-def test_primitive_root_agrees_with_the_measures_helper():
-  fourier = pytest.importorskip("grokjax.measures.fourier")
-  for p in (7, 11, 23, 47, 97):
-    assert characters.primitive_root(p) == fourier.primitive_root(p)
-
-
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("p", [7, 11])
 def test_the_answer_sits_at_the_residue_zero_slot(op, p):

@@ -65,3 +65,26 @@ def test_stacked_ops_share_one_layout():
   inputs, targets = tasks.stack_tasks(("add", "mul"), 7)
   assert inputs.shape == (2, 42, 4) and targets.shape == (2, 42)
   assert (inputs[0] == inputs[1]).all() and (targets[0] != targets[1]).any()
+
+
+@pytest.mark.parametrize("p,g", [(7, 3), (11, 2), (23, 5), (47, 5), (97, 5)])
+def test_primitive_root_and_discrete_log(p, g):
+  assert tasks.primitive_root(p) == g
+  # g is the smallest residue whose powers reach every nonzero residue (brute force)
+  orders = [len({pow(h, j, p) for j in range(p - 1)}) for h in range(2, g + 1)]
+  assert orders[-1] == p - 1 and all(o < p - 1 for o in orders[:-1])
+  r = tasks.dlog_residues(p)
+  assert [pow(g, j, p) for j in range(p - 1)] == r.tolist()
+  assert not r.flags.writeable  # cached: a caller cannot corrupt it
+  log = tasks.discrete_log(p)
+  x = np.arange(1, p)
+  assert log[0] == -1 and np.all(tasks.powmod(g, log[x], p) == x)
+  # the re-indexing turns multiplication into addition mod p - 1
+  assert np.all(log[x[:, None] * x[None, :] % p] == (log[x][:, None] + log[x][None, :]) % (p - 1))
+
+
+def test_prime_factors_and_primitive_root_needs_a_prime():
+  assert tasks.prime_factors(1) == [] and tasks.prime_factors(96) == [2, 3]
+  assert tasks.prime_factors(97) == [97] and tasks.prime_factors(2 * 3 * 3 * 49) == [2, 3, 7]
+  with pytest.raises(ConfigError, match="prime"):
+    tasks.primitive_root(12)

@@ -4,8 +4,8 @@
 axis, F[k] = sum_x E[x] exp(-2 pi i k x / p). For `mul`/`div` the group of nonzero
 residues Z_p^* is cyclic of order p - 1: with a primitive root g, x = g^j turns
 x*y into j_x + j_y mod (p - 1). The "dlog" basis re-indexes the nonzero residues by
-discrete logarithm (row j holds residue g^j; residue 0 is dropped) and transforms
-over Z_{p-1}. `basis='auto'` picks the group's basis from the op (polynomial ops:
+discrete logarithm (`tasks.dlog_residues`: row j holds residue g^j; residue 0 is
+dropped) and transforms over Z_{p-1}. `basis='auto'` picks the group's basis from the op (polynomial ops:
 natural); every result says which basis it used (`fourier/dlog_basis` is 1 or 0).
 
 **Localisation of the embedding and the unembedding** (the number rows E[0..p-1] of
@@ -64,8 +64,6 @@ matrix), score = sum_i |C_ii|^2 / sum |C|^2; 1 for a circulant matrix.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,42 +80,7 @@ GROUP_OPS = {"add": ("natural", 1), "sub": ("natural", -1), "mul": ("dlog", 1),
              "div": ("dlog", -1)}
 
 
-# ---------------------------------------------------------------- discrete logarithm
-
-def _prime_factors(n: int) -> list[int]:
-  out, d = [], 2
-  while d * d <= n:
-    if n % d == 0:
-      out.append(d)
-      while n % d == 0:
-        n //= d
-    d += 1
-  return out + ([n] if n > 1 else [])
-
-
-def primitive_root(p: int) -> int:
-  """The smallest generator g of Z_p^*: g^((p-1)/q) != 1 for every prime q | p - 1."""
-  if not tasks.is_prime(p):
-    raise ConfigError(f"the discrete-log basis needs a prime modulus, got p={p}")
-  g = np.arange(2, max(p, 3), dtype=np.int64)
-  ok = np.ones(g.shape, bool)
-  for q in _prime_factors(p - 1):
-    ok &= tasks.powmod(g, (p - 1) // q, p) != 1
-  return 1 if p == 2 else int(g[np.argmax(ok)])
-
-
-@functools.lru_cache(maxsize=64)
-def dlog_residues(p: int) -> np.ndarray:
-  """[p - 1] residues by discrete log: entry j is g^j mod p (a permutation of 1..p-1)."""
-  return tasks.powmod(primitive_root(p), np.arange(p - 1), p)
-
-
-def discrete_log(p: int) -> np.ndarray:
-  """[p] table log_g(x) for x = 1..p-1, and -1 for x = 0."""
-  out = np.full(p, -1, np.int64)
-  out[dlog_residues(p)] = np.arange(p - 1)
-  return out
-
+# ---------------------------------------------------------------- bases
 
 def resolve_basis(op: str, basis: str) -> str:
   if basis not in BASES:
@@ -130,7 +93,7 @@ def resolve_basis(op: str, basis: str) -> str:
 def in_basis(rows_PxD: Array, *, basis: str) -> Array:
   """The p number rows in the natural order, or the p - 1 nonzero ones by discrete log."""
   if basis == "dlog":
-    return rows_PxD[dlog_residues(rows_PxD.shape[0])]
+    return rows_PxD[tasks.dlog_residues(rows_PxD.shape[0])]
   return rows_PxD
 
 
@@ -243,7 +206,7 @@ def occam_gate(table: Array, *, op: str, basis: str = "auto", prefix: str = "occ
     raise ConfigError(f"op {op!r} has no predicted diagonal family; valid: {', '.join(GROUP_OPS)}")
   sign = GROUP_OPS[op][1]
   if resolve_basis(op, basis) == "dlog":
-    r = dlog_residues(table.shape[0])
+    r = tasks.dlog_residues(table.shape[0])
     table = table[r][:, r]
   t = table - jnp.mean(table, axis=(0, 1), keepdims=True)
   power = jnp.abs(jnp.fft.fft2(t, axes=(0, 1))) ** 2

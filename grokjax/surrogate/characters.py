@@ -17,8 +17,8 @@ above, slot p − 1 (× and ÷ only) the case x = z = 0, slot p the cases where 
 is 0 and the other is not (every feature is 0 there). A group solution is then
 `h = w @ basis` ([p + 1] values, one per slot) read out as `h[slots]`.
 
-This module has its own small discrete-log helper; `grokjax.measures.fourier` has an
-equivalent one (same smallest generator), to be merged by the lead.
+The discrete logarithm is `tasks.discrete_log` (to the smallest generator, the one
+the Fourier lens uses).
 
 >>> basis = character_basis("add", 5)          # [K, p + 1] = [4, 6]
 >>> basis.shape, feature_names("mul", 5)
@@ -31,7 +31,6 @@ import numpy as np
 
 from grokjax import tasks
 from grokjax.errors import ConfigError
-from grokjax.measures.fourier import dlog_residues, primitive_root  # noqa: F401 (re-exported)
 
 # op -> (basis, sign of y in the residue)
 GROUPS: dict[str, tuple[str, int]] = {
@@ -46,18 +45,6 @@ def check_group_op(op: str, p: int) -> None:
   tasks.check_op(op, p)
   if GROUPS[op][0] == "dlog" and not tasks.is_prime(p):
     raise ConfigError(f"op {op!r} needs a prime modulus (Z_p^* must be cyclic), got p={p}")
-
-
-def residues_by_log(p: int) -> np.ndarray:
-  """[p − 1] int64: entry j is g^j mod p, a permutation of 1 .. p − 1 (a fresh copy)."""
-  return dlog_residues(p).copy()
-
-
-def discrete_log(p: int) -> np.ndarray:
-  """[p] int64: log_g(x) for x = 1 .. p − 1, and −1 for x = 0."""
-  out = np.full(p, -1, np.int64)
-  out[residues_by_log(p)] = np.arange(p - 1)
-  return out
 
 
 def _frequencies(m: int) -> list[tuple[str, int]]:
@@ -106,7 +93,7 @@ def row_keys(op: str, p: int) -> np.ndarray:
   kind, sign = GROUPS[op]
   if kind == "cyclic":
     return ((x + sign * y) % p).astype(np.int32)
-  lg = discrete_log(p)
+  lg = tasks.discrete_log(p)
   return np.where(x == 0, p - 1, (lg[x] + sign * lg[y]) % (p - 1)).astype(np.int32)
 
 
@@ -116,7 +103,7 @@ def key_slots(op: str, p: int) -> np.ndarray:
   a, z = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
   if GROUPS[op][0] == "cyclic":
     return ((a - z) % p).astype(np.int32)
-  lg = discrete_log(p)
+  lg = tasks.discrete_log(p)
   s = (a - lg[z]) % (p - 1)
   x0, z0 = a == p - 1, z == 0
   return np.where(x0 & z0, p - 1, np.where(x0 | z0, p, s)).astype(np.int32)

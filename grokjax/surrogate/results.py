@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from grokjax import runio
+from grokjax.analysis.tables import first_step_at
 from grokjax.errors import RunFolderError
 from grokjax.surrogate import characters, model
 from grokjax.surrogate.train import SurrogateConfig, SurrogateResult
@@ -38,11 +39,6 @@ def run_series(rows: list[dict], run: int, column: str) -> tuple[np.ndarray, np.
   """(steps, values) of one run's column, in step order."""
   sel = sorted((r["step"], r[column]) for r in rows if r["run"] == run)
   return np.array([s for s, _ in sel]), np.array([v for _, v in sel], dtype=float)
-
-
-def first_step(steps: np.ndarray, values: np.ndarray, threshold: float) -> int | None:
-  hit = np.flatnonzero(values >= threshold)
-  return int(steps[hit[0]]) if len(hit) else None
 
 
 def moment_index(steps: np.ndarray, train_acc: np.ndarray, test_acc: np.ndarray) -> list[int]:
@@ -75,7 +71,7 @@ def summarize(cfg: SurrogateConfig, result: SurrogateResult) -> list[dict]:
     _, llc = run_series(result.rows, r, "complexity/llc")
     _, ent = run_series(result.rows, r, "spectral/entropy")
     n = int(result.final_params["mem"]["gate"].shape[1])
-    mem, gen = first_step(steps, tr, MEMORISED), first_step(steps, te, GENERALISED)
+    mem, gen = first_step_at(steps, tr, MEMORISED), first_step_at(steps, te, GENERALISED)
     i_mem = 0 if mem is None else int(np.searchsorted(steps, mem))
     price = model.penalty_price(eta, n)
     last = {k: v for k, v in result.rows[-len(cfg.runs) + r].items()}

@@ -34,7 +34,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from grokjax import tasks
-from grokjax.surrogate import characters
 
 Array = jax.Array
 
@@ -55,9 +54,9 @@ class GridIndex(NamedTuple):
     inputs, _ = tasks.make_task("add", p)  # every op has the same (x, y) rows
     x, y = inputs[:, 0].astype(np.int64), inputs[:, 2].astype(np.int64)
     if tasks.is_prime(p):
-      lg = characters.discrete_log(p)
+      lg = tasks.discrete_log(p)
       rows = np.flatnonzero(x != 0)
-      return cls(p, x, y, rows, lg[x[rows]], lg[y[rows]], characters.residues_by_log(p))
+      return cls(p, x, y, rows, lg[x[rows]], lg[y[rows]], tasks.dlog_residues(p))
     empty = np.zeros(0, np.int64)
     return cls(p, x, y, empty, empty, empty, empty)
 
