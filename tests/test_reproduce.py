@@ -29,7 +29,7 @@ FAST_PLAN = dataclasses.replace(PLANS["tiny"], measure_lenses=("spectral", "four
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
+def tiny_run(tmp_path_factory):
   out = tmp_path_factory.mktemp("reproduce") / "run"
   lines = []
   paths = pipeline.reproduce(tiny_cfg(), out, FAST_PLAN, skip=FAST_SKIP, write=lines.append,
@@ -84,16 +84,16 @@ def check_report(out, paths, lines, skipped=(), lenses=PLANS["tiny"].measure_len
   assert set(status["status"]) <= {"agrees", "differs", "mixed", "not measured"}
 
 
-def test_report_files_figures_and_tables(pipeline):
-  check_report(*pipeline, skipped=FAST_SKIP, lenses=FAST_PLAN.measure_lenses)
-  assert (pipeline[0] / "snapshots.npz").is_file()
-  assert plan_lib.load(pipeline[0]) == FAST_PLAN  # the report's plan table is the one that ran
-  t = runio.read_csv(pipeline[1]["plan"])
+def test_report_files_figures_and_tables(tiny_run):
+  check_report(*tiny_run, skipped=FAST_SKIP, lenses=FAST_PLAN.measure_lenses)
+  assert (tiny_run[0] / "snapshots.npz").is_file()
+  assert plan_lib.load(tiny_run[0]) == FAST_PLAN  # the report's plan table is the one that ran
+  t = runio.read_csv(tiny_run[1]["plan"])
   assert dict(zip(t["setting"], t["value"]))["measure_lenses"] == "('spectral', 'fourier')"
 
 
-def test_rerun_resumes_every_stage(pipeline):
-  out, _, _ = pipeline
+def test_rerun_resumes_every_stage(tiny_run):
+  out, _, _ = tiny_run
   cfg, plan, quiet = tiny_cfg(), FAST_PLAN, lambda s: None
   assert pipeline.stage_train(cfg, out, quiet).startswith("reused")
   folder = runio.RunFolder.open(out)
