@@ -4,7 +4,8 @@
 transformations), `llc` (`estimate_llc`: every chain in one compiled program),
 `calibration` (step size x localisation sweeps and their traces), `rescaling`
 (function-preserving α/β rescalings of the transformer), `invariance` (the LLC on a
-rescaling grid) and `apply` (our runs' loss and data; the LLC over training).
+rescaling grid), `apply` (our runs' loss and data; the LLC over training) and `dos`
+(a second LLC estimator: the Wang–Landau density of states and its volume scaling).
 """
 
 from grokjax.slt.llc import default_nbeta, estimate_llc, resolve_nbeta, sample_llc

@@ -211,7 +211,8 @@ def normalize(log_g: np.ndarray) -> np.ndarray:
 
 def log_volume(log_g_B: np.ndarray) -> np.ndarray:
   """log V(edges[k]) = log Σ_{j<k} g_j for k = 1..bins, normalised to V(E_max) = 1."""
-  return normalize(np.logaddexp.accumulate(log_g_B, axis=-1))
+  cum = np.logaddexp.accumulate(log_g_B, axis=-1)
+  return cum - cum[..., -1:]
 
 
 def fit_slope(edges: np.ndarray, log_v: np.ndarray, lo: float, hi: float) -> float:
@@ -306,3 +307,87 @@ def estimate_llc_dos(loss_fn: LossFn, params, data, *, key: Array, radius: float
                           adapt_rate=jnp.float32(adapt_rate), eval_chunk=eval_chunk,
                           init_loss=init)
   return summarize(walk, edges, spec, lo_hi)
+
+
+def _walk_line(bin_S: Array, mask_B: Array, *, key: Array, spec: WalkSpec) -> Walk:
+  """Every walker of `checkpoint_line_dos`: neighbour moves on the checkpoint indices."""
+  size = bin_S.shape[0]
+
+  def step(i, b, log_g, log_f, key):
+    del log_f
+    k_move, k_accept = jax.random.split(key)
+    j = i + 2 * jax.random.bernoulli(k_move).astype(jnp.int32) - 1
+    ok = (j >= 0) & (j < size)
+    b_new = jnp.where(ok, bin_S[jnp.clip(j, 0, size - 1)], b)
+    acc = ok & (jnp.log(jax.random.uniform(k_accept)) < log_g[b] - log_g[b_new])
+    return jnp.where(acc, j, i), jnp.where(acc, b_new, b), acc.astype(jnp.int32)
+
+  walker = lambda k: wang_landau(step, jnp.int32(0), bin_S[0], mask_B, key=k, spec=spec)
+  return jax.vmap(walker)(jax.random.split(key, spec.num_walkers))
+
+
+_walk_line_jit = jax.jit(_walk_line, static_argnames=("spec",))
+
+
+def checkpoint_line_dos(log_losses_by_step, *, key: Array, bins: int = 200,
+                        num_walkers: int = 4, max_steps: int = 2_000_000,
+                        check_every: int = 10_000, flatness: float = 0.8,
+                        final_log_f: float = 1e-4, schedule: str = "1/t") -> dict:
+  """Wang–Landau over the LINE of saved checkpoints, energy log L_train: a diagnostic.
+
+  The states are the S checkpoint indices 0..S−1 of one run, in training order; a move
+  goes to a neighbour i ± 1 (rejected past either end); the energy of checkpoint i is
+  `log_losses_by_step[i]`, its log training loss (e.g. np.log of metrics.csv's
+  train_loss at the saved steps). The flat-histogram walk (same schedule and flatness
+  test as `estimate_llc_dos`, over the bins that hold a checkpoint) estimates ln g over
+  `bins` equal bins spanning [min, max] energy: g(E) is how many checkpoints have log
+  training loss in that bin, i.e. how long training lingered at each loss level.
+
+  This is NOT a sampler in parameter space and says nothing about the LLC or about the
+  loss landscape off the trajectory: the state space is finite, and its exact density
+  of states is the histogram of the energies (returned as `line_dos/counts`, which the
+  walk reproduces; empty bins have ln g = −inf). It is offered as the authors'
+  appendix diagnostic under its true name.
+
+  Mixing: neighbour moves diffuse, so one pass along S checkpoints takes about S² steps
+  and each ln f stage needs several passes; a walker that runs out of `max_steps`
+  is not `converged` (the result is then NaN). Keep `check_every` well above S².
+
+  Returns line_dos/log_g [bins] (normalised so that Σ g = S, averaged over converged
+  walkers), line_dos/log_g/per_walker, line_dos/edges [bins+1], line_dos/counts,
+  line_dos/flat_iterations, line_dos/log_f, line_dos/steps, line_dos/converged.
+
+  >>> import jax, numpy as np
+  >>> out = checkpoint_line_dos(np.linspace(0.0, 1.0, 40), key=jax.random.key(0), bins=4,
+  ...                           check_every=500)
+  >>> bool(np.all(np.abs(out["line_dos/log_g"] - np.log(10.0)) < 0.3))  # ten per bin
+  True
+  """
+  e_S = np.asarray(log_losses_by_step, np.float64)
+  if e_S.ndim != 1 or e_S.shape[0] < 2 or not np.all(np.isfinite(e_S)):
+    raise ConfigError(f"log_losses_by_step must be a 1-D array of >= 2 finite values, got "
+                      f"shape {e_S.shape}")
+  if not e_S.max() > e_S.min():
+    raise ConfigError(f"the energy range is empty: every log loss is {e_S.min():g}")
+  spec = WalkSpec(int(bins), int(num_walkers), int(max_steps), int(check_every),
+                  float(flatness), float(final_log_f), schedule)
+  check_walk(spec)
+  edges = np.linspace(e_S.min(), e_S.max(), spec.bins + 1)
+  bin_S = np.clip(np.searchsorted(edges, e_S, side="right") - 1, 0, spec.bins - 1)
+  counts = np.bincount(bin_S, minlength=spec.bins)
+  mask = counts > 0
+  walk = _walk_line_jit(jnp.asarray(bin_S, jnp.int32), jnp.asarray(mask), key=key, spec=spec)
+  log_g_KB = np.where(mask, np.asarray(walk.log_g, np.float64), -np.inf)
+  log_g_KB = normalize(log_g_KB) + np.log(e_S.shape[0])
+  converged = np.asarray(walk.log_f) <= spec.final_log_f
+  if converged.any():
+    log_g = np.where(mask, normalize(np.mean(np.where(mask, log_g_KB, 0.0)[converged], 0)),
+                     -np.inf)
+    log_g = normalize(log_g) + np.log(e_S.shape[0])
+  else:
+    log_g = np.full(spec.bins, np.nan)
+  return {"line_dos/log_g": log_g, "line_dos/log_g/per_walker": log_g_KB,
+          "line_dos/edges": edges, "line_dos/counts": counts,
+          "line_dos/flat_iterations": np.asarray(walk.flat_iterations),
+          "line_dos/log_f": np.asarray(walk.log_f), "line_dos/steps": np.asarray(walk.t),
+          "line_dos/converged": converged}
