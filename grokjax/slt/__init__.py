@@ -4,9 +4,10 @@
 transformations), `llc` (`estimate_llc`: every chain in one compiled program),
 `calibration` (step size x localisation sweeps and their traces), `rescaling`
 (function-preserving α/β rescalings of the transformer), `invariance` (the LLC on a
-rescaling grid; SAMPLER_SETTINGS, each sampler's default ε and γ there) and `apply`
+rescaling grid; SAMPLER_SETTINGS, each sampler's default ε and γ there), `apply`
 (our runs' loss and data; the LLC over training and on one checkpoint's rescaling grid,
-from a runio.RunFolder).
+from a runio.RunFolder) and `dos` (a second LLC estimator: the Wang–Landau density of
+states and its volume scaling).
 """
 
 from grokjax.slt.llc import default_nbeta, estimate_llc, resolve_nbeta, sample_llc
