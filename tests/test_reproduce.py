@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from grokjax import cli, pipeline, report, runio
+from grokjax import cli, report, runio
+from grokjax import pipeline as pipe
 from grokjax.config import PRESETS
 from grokjax.errors import ConfigError, RunFolderError
 from grokjax import plan as plan_lib
@@ -32,7 +33,7 @@ FAST_PLAN = dataclasses.replace(PLANS["tiny"], measure_lenses=("spectral", "four
 def tiny_run(tmp_path_factory):
   out = tmp_path_factory.mktemp("reproduce") / "run"
   lines = []
-  paths = pipeline.reproduce(tiny_cfg(), out, FAST_PLAN, skip=FAST_SKIP, write=lines.append,
+  paths = pipe.reproduce(tiny_cfg(), out, FAST_PLAN, skip=FAST_SKIP, write=lines.append,
                               devices=jax.devices()[:1])  # conftest splits the CPU in 4
   return out, paths, lines
 
@@ -60,7 +61,7 @@ def check_report(out, paths, lines, skipped=(), lenses=PLANS["tiny"].measure_len
                "fig8_lead_ranking", "fig8_lead_ranking_sigmoid"):
     assert f"figures/{name}.png" in figs
   assert ("figures/fig6_llc.png" in figs) == ("llc" not in skipped)
-  for stage in pipeline.STAGES[1:]:
+  for stage in pipe.STAGES[1:]:
     assert any(f"== {stage}" in l for l in lines)
   assert md.count("Not measured") == sum(s in ("llc", "invariance", "surrogate") for s in skipped)
   finite(out / "metrics.csv", ("train_acc", "test_acc", "test_loss"))
@@ -95,11 +96,11 @@ def test_report_files_figures_and_tables(tiny_run):
 def test_rerun_resumes_every_stage(tiny_run):
   out, _, _ = tiny_run
   cfg, plan, quiet = tiny_cfg(), FAST_PLAN, lambda s: None
-  assert pipeline.stage_train(cfg, out, quiet).startswith("reused")
+  assert pipe.stage_train(cfg, out, quiet).startswith("reused")
   folder = runio.RunFolder.open(out)
-  assert pipeline.stage_causal(folder, plan, quiet) == "reused"
-  assert pipeline.stage_snapshots(folder, plan, quiet) == "reused"
-  assert pipeline.stage_measures(folder, plan, quiet) == "reused"
+  assert pipe.stage_causal(folder, plan, quiet) == "reused"
+  assert pipe.stage_snapshots(folder, plan, quiet) == "reused"
+  assert pipe.stage_measures(folder, plan, quiet) == "reused"
   assert plan_lib.load(out) == plan  # the plan the report read
 
 
@@ -107,28 +108,28 @@ def test_rerun_resumes_every_stage(tiny_run):
 def test_full_pipeline_from_scratch(tmp_path):
   """Training included, every stage (invariance and surrogate too), then a resumed re-run."""
   out, lines = tmp_path / "run", []
-  paths = pipeline.reproduce(tiny_cfg(), out, PLANS["tiny"], write=lines.append,
+  paths = pipe.reproduce(tiny_cfg(), out, PLANS["tiny"], write=lines.append,
                               devices=jax.devices()[:1])  # conftest splits the CPU in 4
   check_report(out, paths, lines)
   finite(out / "llc_invariance.csv", ("llc_mean",))
   finite(paths["surrogate_summary"], ("llc_init", "llc_final"))
   plan, quiet, folder = PLANS["tiny"], lambda s: None, runio.RunFolder.open(out)
-  assert pipeline.stage_llc(folder, plan, quiet) == "reused"
-  assert pipeline.stage_invariance(folder, plan, quiet) == "reused"
-  assert pipeline.stage_surrogate(out, plan, quiet) == "reused"
+  assert pipe.stage_llc(folder, plan, quiet) == "reused"
+  assert pipe.stage_invariance(folder, plan, quiet) == "reused"
+  assert pipe.stage_surrogate(out, plan, quiet) == "reused"
 
 
 def test_bad_input(tmp_path):
   with pytest.raises(ConfigError, match="cannot skip"):
-    pipeline.reproduce(tiny_cfg(), tmp_path, PLANS["tiny"], skip=("train",))
+    pipe.reproduce(tiny_cfg(), tmp_path, PLANS["tiny"], skip=("train",))
   runio.write_config(tmp_path, tiny_cfg(), ["cpu:0"])
   other = dataclasses.replace(tiny_cfg(), p=29)
   with pytest.raises(RunFolderError, match="differs in p"):
-    pipeline.stage_train(other, tmp_path, print)
+    pipe.stage_train(other, tmp_path, print)
 
 
 def test_log_spaced_steps():
-  saved, first = [0, 1, 2, 5, 10, 100, 250, 500, 1000, 10000, 100000], pipeline.FIRST_STEP
+  saved, first = [0, 1, 2, 5, 10, 100, 250, 500, 1000, 10000, 100000], pipe.FIRST_STEP
   assert runio.log_spaced(saved, 4, first) == [100, 1000, 10000, 100000]
   assert runio.log_spaced([0, 50, 100], 4, first) == [50, 100]
   assert runio.log_spaced([0, 1, 3, 9, 16, 40, 80, 120], 4, first) == [16, 40, 80, 120]
