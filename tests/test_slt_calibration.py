@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from grokjax import runio
 from grokjax.errors import ConfigError
 from grokjax.slt import calibration, llc
 
@@ -95,3 +100,18 @@ def test_choose_setting_refuses_a_point_that_is_no_minimum():
   assert np.all(out["diag/below_init"] > 0.5)
   with pytest.raises(ConfigError, match="not a minimum"):
     calibration.choose_setting(out)
+
+
+def test_cli_calibration_writes_the_diagnostics_and_a_recommendation(tiny_run_dir, tmp_path):
+  run_dir = tmp_path / "run"
+  shutil.copytree(tiny_run_dir, run_dir)
+  res = subprocess.run([sys.executable, "-m", "experiments.llc", f"--run_dir={run_dir}",
+                        "--runs=0", "--calibrate", "--calib_step_sizes=1e-6,1e-4",
+                        "--calib_localizations=100", "--num_chains=2", "--num_draws=40",
+                        "--num_burnin=4", "--batch_size=64"],
+                       capture_output=True, text=True, timeout=600)
+  assert res.returncode == 0, res.stderr[-2000:]
+  table = runio.read_csv(run_dir / "llc_calibration.csv")
+  assert len(table["step_size"]) == 2
+  assert {"slope_z", "rhat", "accept", "below_init", "diag_ok", "diag_reasons"} <= set(table)
+  assert ("recommended: --step_size=" in res.stdout) or ("no setting to recommend" in res.stdout)
