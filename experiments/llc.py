@@ -17,6 +17,7 @@ a number.
 from __future__ import annotations
 
 import jax
+import numpy as np
 from absl import app, flags
 
 from grokjax import runio
@@ -78,15 +79,25 @@ def run_calibration(folder: runio.RunFolder, run: int) -> None:
       step_sizes=floats(_CAL_STEPS.value, "calib_step_sizes"),
       localizations=floats(_CAL_LOCS.value, "calib_localizations"),
       nbetas=[_NBETA.value], batch_size=min(_BATCH.value, int(data[1].shape[0])),
-      eval_chunk=cfg.eval_chunk, **{k: v for k, v in sampler_settings().items() if k != "nbeta"})
+      eval_chunk=cfg.eval_chunk, chance_loss=float(np.log(cfg.p)),
+      **{k: v for k, v in sampler_settings().items() if k != "nbeta"})
   rows = [{**runio.run_fields(run, cfg.runs[run]), "step": step, "sampler": _SAMPLER.value, **row,
-           **apply.saturation_fields(row["llc_mean"], row["init_loss"], row["nbeta"], cfg.p)}
-          for row in calibration.calibration_rows(out)]
+           **apply.saturation_fields(row["llc_mean"], row["init_loss"], row["nbeta"], cfg.p),
+           **calibration.diagnostic_fields(out, i)}
+          for i, row in enumerate(calibration.calibration_rows(out))]
   runio.write_csv(run_dir / "llc_calibration.csv", rows)
   slt_figures.calibration(out, run_dir / "llc_calibration",
                           title=f"{cfg.runs[run].label}, step {step}, {_SAMPLER.value}: "
                                 "nβ·(L_m(w_t) − L_n(w*)) per chain")
   print(f"wrote {run_dir / 'llc_calibration.csv'} and llc_calibration.png")
+  try:
+    choice = calibration.choose_setting(out)
+  except ConfigError as e:
+    print(f"warning: no setting to recommend: {e}")
+    return
+  print(f"recommended: --step_size={choice['step_size']:.3g} "
+        f"--localization={choice['localization']:.3g} (λ̂ = {choice['llc_mean']:.4g}; "
+        f"{choice['reason']})")
 
 
 def main(argv):

@@ -23,12 +23,35 @@ initial loss is a separate small jit so that a non-finite one is reported before
 sampling). `sample_llc` is the traceable core that `calibration`, `apply` and
 `invariance` map over settings, checkpoints and rescalings.
 
-Diverged chains: a chain is marked diverged when any of its losses is not finite or
-when some draw has nβ·(L_m(w_t) − L_n(w*)) > `divergence_threshold` (default 10·d: an
-LLC never exceeds d/2, and at equilibrium that quantity fluctuates by about sqrt(d/2),
-so only a blown-up chain gets there). Diverged chains are counted in
-`diverged/count`, kept in `llc/per_chain` and left out of `llc/mean`, `llc/std` and
-`distance/mean` (NaN if every chain diverged).
+Diverged chains: a chain is diverged when any of its losses is not finite or when some
+draw has e_t = nβ·(L_m(w_t) − L_n(w*)) > d/2 + k·max(s, 1) (`divergence_level`; k =
+DIAG_THRESHOLDS["divergence_k"] = 20, s the chains' robust spread of e_t, the median over
+chains of MAD·1.4826). Why: under the tempered posterior e has mean ≤ d/2 (an LLC never
+exceeds d/2) and an exponential upper tail of unit scale (its density is ∝ e^{−e} times the
+volume growth ∝ e^{λ−1}), so a healthy draw passes d/2 + 20 with probability ~e^{−20};
+minibatch noise widens e by s, hence k·s. The old 10·d cut dropped healthy chains at
+d = 1–3 (d = 1, b = 10: minibatch noise alone took e to 140–170 in 4,000 draws, against
+a cut of 10 and a level of 640 by this rule). A blow-up grows geometrically, far past
+any multiple of a median spread that the chains' first half and the other chains set
+(a slow drift is left to the stationarity diagnostics). A number given as
+`divergence_threshold` replaces the rule.
+Diverged chains are counted in `diverged/count`, kept in `llc/per_chain` and left out of
+`llc/mean`, `llc/std`, `distance/mean` and every diagnostic (NaN if every chain diverged).
+
+Diagnostics (`diag/...`, computed in the same program over the kept draws of the healthy
+chains, see `grokjax.slt.diagnostics`): `diag/slope` and `diag/slope_z` (the trend of the
+chain-mean excess over the second half of the kept draws, and that over its standard
+error), `diag/rhat` (split-R̂), `diag/below_init` (the fraction of draws with
+L_m(w_t) < L_n(w*): 0 at a minimum with full batches), `diag/not_minimum` (above ½ and
+the mean sampled loss below L_n(w*) too), `diag/accept` (the MALA acceptance),
+`diag/sampled_loss` (E[L_m(w)]), `diag/saturated` (E[L_m(w)] ≥ 0.9·chance_loss >
+L_n(w*), the rule of `grokjax.slt.apply.saturated`; never set without a `chance_loss`),
+`diag/diverged_frac`, and `diag/reasons`, a bitmask of `FLAGS` from the thresholds of
+`DIAG_THRESHOLDS`, with `diag/ok` = no failing flag. `describe(reasons)` spells the mask
+out on the host. They cost a few passes over the [chains, draws] traces after sampling.
+
+Acceptance: `spec.acceptance` ("auto", "next", "same_batch", "off") says how the MALA
+acceptance is estimated and what it costs; see `grokjax.slt.diagnostics`.
 
 >>> import jax, jax.numpy as jnp
 >>> x = jax.random.normal(jax.random.key(0), (500, 3))
@@ -43,6 +66,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from typing import Any, Callable
 
@@ -52,6 +76,8 @@ import numpy as np
 import optax
 
 from grokjax.errors import ConfigError
+from grokjax.slt import diagnostics
+from grokjax.slt.diagnostics import FLAGS, describe, flag_names  # noqa: F401  (re-exported)
 from grokjax.slt.samplers import get_sampler
 
 Array = jax.Array
@@ -68,8 +94,25 @@ class ChainSpec:
   num_burnin: int = 0
   batch_size: int | None = None  # None: the full data at every draw
   sampler_kwargs: tuple = ()  # sorted (name, value) pairs passed to the sampler factory
-  divergence_threshold: float | None = None  # None: 10 * number of parameters
+  divergence_threshold: float | None = None  # None: `divergence_level`
   eval_chunk: int | None = None  # examples per pass for L_n(w*); None: all at once
+  acceptance: str = "auto"  # MALA acceptance: auto, next, same_batch or off (module docstring)
+
+
+ACCEPTANCE_MODES = ("auto", "next", "same_batch", "off")
+
+# Every threshold the diagnostics use (module docstring); one table, so that a report can
+# quote it and a calibration rule can tighten it.
+DIAG_THRESHOLDS = {
+    "slope_z": 3.0,        # fail: |trend z| >= 3 over the second half of the kept draws
+    "rhat": 1.1,           # fail: split-R̂ >= 1.1
+    "accept_fail": 0.8,    # fail: mean MALA acceptance < 0.8 (module docstring)
+    "accept_warn": 0.9,    # warn: < 0.9 (the usual target; choose_setting requires it)
+    "below_init": 0.5,     # fail: > half the kept draws, and their mean, below L_n(w*)
+    "saturation": 0.9,     # fail: E[L_m] >= 0.9 chance_loss > L_n(w*) (= apply.SATURATION)
+    "diverged_frac": 0.5,  # fail: at least half the chains diverged
+    "divergence_k": 20.0,  # a chain diverges past d/2 + 20·max(spread, 1) (`divergence_level`)
+}
 
 
 def default_nbeta(n: int) -> float:
@@ -137,39 +180,110 @@ def batch_indices(key: Array, n: int, batch_size: int | None, draw: Array) -> Ar
   return jax.random.randint(jax.random.fold_in(key, draw), (batch_size,), 0, n)
 
 
-def sample_chain(loss_fn: LossFn, params, data, *, key: Array, spec: ChainSpec, step_size,
-                 nbeta, localization) -> tuple[Array, Array]:
-  """One chain from w* = params: (minibatch losses L_m(w_t), distances ‖w_t − w*‖), [draws] each.
+def _potential(w, center, loss, grads, nbeta, localization):
+  """U = nβ·L_m(w) + (γ/2)·‖w − w*‖² and ∇U, the SGLD potential on one minibatch."""
+  diff = jax.tree.map(jnp.subtract, w, center)
+  u = nbeta * loss + 0.5 * localization * sum(jnp.sum(d * d) for d in jax.tree.leaves(diff))
+  return u, jax.tree.map(lambda g, d: nbeta * g + localization * d, grads, diff)
 
-  Draw t evaluates the loss and gradient at w_t on minibatch t, records both
-  numbers, and then steps to w_{t+1}; so draw 0 is at w* itself.
+
+def _sampler(spec: ChainSpec, step_size, nbeta, localization, key):
+  """The chain's transformation; a factory that adapts (takes `adapt_steps`) adapts in burn-in."""
+  factory = get_sampler(spec.sampler)
+  kwargs = dict(spec.sampler_kwargs)
+  if "adapt_steps" in inspect.signature(factory).parameters:
+    kwargs.setdefault("adapt_steps", spec.num_burnin)
+  return factory(step_size, nbeta=nbeta, localization=localization, key=key, **kwargs)
+
+
+def sample_chain(loss_fn: LossFn, params, data, *, key: Array, spec: ChainSpec, step_size,
+                 nbeta, localization) -> tuple[Array, Array, Array]:
+  """One chain from w* = params: (losses L_m(w_t), distances ‖w_t − w*‖, log MH ratios).
+
+  Each is [draws]. Draw t evaluates the loss and gradient at w_t on minibatch t, records
+  both numbers, and then steps to w_{t+1}; so draw 0 is at w* itself. The third trace is
+  the MALA log acceptance ratio of the step from w_t (NaN where not computed: the last
+  draw in "next" mode, every draw with acceptance "off" or a sampler other than sgld).
   """
   batch_key, noise_key = jax.random.split(key)
-  tx = get_sampler(spec.sampler)(step_size, nbeta=nbeta, localization=localization,
-                                 key=noise_key, **dict(spec.sampler_kwargs))
+  tx = _sampler(spec, step_size, nbeta, localization, noise_key)
   value_and_grad = jax.value_and_grad(loss_fn)
   n = num_examples(data)
+  mode, every = acceptance_plan(spec, n)
+  potential = lambda w, loss, g: _potential(w, params, loss, g, nbeta, localization)
+  nan = jnp.full((), jnp.nan, jnp.float32)
 
   def step(carry, t):
-    w, state = carry
+    w, state, prev = carry
     idx = batch_indices(batch_key, n, spec.batch_size, t)
     batch = data if idx is None else jax.tree.map(lambda a: a[idx], data)
     loss, grads = value_and_grad(w, batch)
     sq = sum(jnp.sum(jnp.square(a - b)) for a, b in zip(jax.tree.leaves(w),
                                                          jax.tree.leaves(params)))
     updates, state = tx.update(grads, state, w)
-    return (optax.apply_updates(w, updates), state), (loss, jnp.sqrt(sq))
+    w_next = optax.apply_updates(w, updates)
+    log_acc = nan
+    if mode == "next":  # the step from w_{t-1}, from this draw's loss and gradient
+      cur = (w, *potential(w, loss, grads))
+      log_acc = jnp.where(t > 0, diagnostics.mala_log_accept(*prev, *cur, step_size), jnp.nan)
+      prev = cur
+    elif mode == "same_batch":  # the step from w_t, with the proposal on minibatch t
 
-  _, (losses, dists) = jax.lax.scan(step, (params, tx.init(params)), jnp.arange(spec.num_draws))
-  return losses, dists
+      def same_batch(_):
+        loss1, grads1 = value_and_grad(w_next, batch)
+        return diagnostics.mala_log_accept(w, *potential(w, loss, grads), w_next,
+                                           *potential(w_next, loss1, grads1),
+                                           step_size).astype(jnp.float32)
+
+      # t is not batched over chains, so under vmap this stays a branch: the extra
+      # gradient is paid on every `every`-th draw only.
+      log_acc = jax.lax.cond(t % every == 0, same_batch, lambda _: nan, None)
+    return (w_next, state, prev), (loss, jnp.sqrt(sq), log_acc.astype(jnp.float32))
+
+  prev = None
+  if mode == "next":
+    u0, gu0 = potential(params, jnp.zeros((), jnp.float32), params)
+    prev = (params, u0, gu0)
+  init = (params, tx.init(params), prev)
+  _, (losses, dists, log_acc) = jax.lax.scan(step, init, jnp.arange(spec.num_draws))
+  if mode == "next":
+    log_acc = jnp.concatenate([log_acc[1:], jnp.full((1,), jnp.nan, log_acc.dtype)])
+  return losses, dists, log_acc
+
+
+ACCEPT_EVERY = 8  # "auto" with minibatches: the same-batch acceptance on every 8th draw
+
+
+def acceptance_plan(spec: ChainSpec, n: int) -> tuple[str, int]:
+  """(mode, every): how `sample_chain` estimates the MALA acceptance (module docstring)."""
+  if spec.sampler != "sgld" or spec.acceptance == "off":
+    return "off", 1
+  full = spec.batch_size is None or spec.batch_size >= n
+  if spec.acceptance == "auto":
+    return ("next", 1) if full else ("same_batch", ACCEPT_EVERY)
+  return spec.acceptance, 1
+
+
+def divergence_level(excess_CxT: Array, num_params: int) -> Array:
+  """d/2 + k·max(s, 1), the excess e past which a chain is diverged (module docstring)."""
+  spread = diagnostics.robust_spread(excess_CxT)
+  spread = jnp.where(jnp.isfinite(spread), spread, 0.0)
+  return 0.5 * num_params + DIAG_THRESHOLDS["divergence_k"] * jnp.maximum(spread, 1.0)
 
 
 def summarize(losses: Array, dists: Array, init_loss: Array, nbeta, *, num_burnin: int,
-              threshold: float) -> dict[str, Array]:
-  """The results dict from traces [chains, draws] (see the module docstring)."""
+              threshold: float | None = None, log_accept: Array | None = None,
+              num_params: int | None = None, chance_loss=jnp.nan) -> dict[str, Array]:
+  """The results dict from traces [chains, draws] (see the module docstring).
+
+  `threshold`: the excess nβ·(L_m − L_n(w*)) past which a chain is diverged; None:
+  `divergence_level` of the traces (needs `num_params`).
+  """
   kept = losses[:, num_burnin:]
   per_chain = nbeta * (jnp.mean(kept, axis=1) - init_loss)
   excess = nbeta * (losses - init_loss)
+  if threshold is None:
+    threshold = divergence_level(excess, num_params)
   diverged = (~jnp.all(jnp.isfinite(losses), axis=1) | jnp.any(excess > threshold, axis=1)
               | ~jnp.isfinite(init_loss))
   ok = ~diverged
@@ -177,6 +291,8 @@ def summarize(losses: Array, dists: Array, init_loss: Array, nbeta, *, num_burni
   mean = jnp.sum(jnp.where(ok, per_chain, 0.0)) / n_ok
   var = jnp.sum(jnp.where(ok, (per_chain - mean) ** 2, 0.0)) / (n_ok - 1)
   dist = jnp.sum(jnp.where(ok, jnp.mean(dists[:, num_burnin:], axis=1), 0.0)) / n_ok
+  if log_accept is None:
+    log_accept = jnp.full(losses.shape, jnp.nan, jnp.float32)
   return {
       "llc/mean": mean,
       "llc/std": jnp.where(n_ok > 1, jnp.sqrt(var), jnp.nan),
@@ -188,22 +304,29 @@ def summarize(losses: Array, dists: Array, init_loss: Array, nbeta, *, num_burni
       "diverged/per_chain": diverged,
       "diverged/count": jnp.sum(diverged).astype(jnp.int32),
       "nbeta": jnp.asarray(nbeta, jnp.float32),
+      "diag/log_accept_trace": log_accept,
+      "diag/threshold": jnp.asarray(threshold, jnp.float32),
+      **diagnostics.diagnose(losses, log_accept, init_loss, nbeta, ok, num_burnin=num_burnin,
+                             chance_loss=chance_loss, thresholds=DIAG_THRESHOLDS),
   }
 
 
 def sample_llc(loss_fn: LossFn, params, data, *, key: Array, spec: ChainSpec, step_size,
-               nbeta, localization, init_loss=None) -> dict[str, Array]:
-  """The traceable core of `estimate_llc` (no argument checks; nbeta must be a number)."""
+               nbeta, localization, init_loss=None, chance_loss=None) -> dict[str, Array]:
+  """The traceable core of `estimate_llc` (no argument checks; nbeta must be a number).
+
+  `chance_loss`: the loss of a model at chance (ln p for p classes) for the saturation
+  flag; None: saturation is not checked.
+  """
   if init_loss is None:
     init_loss = full_loss(loss_fn, params, data, chunk_size=spec.eval_chunk)
   chain = lambda k: sample_chain(loss_fn, params, data, key=k, spec=spec, step_size=step_size,
                                  nbeta=nbeta, localization=localization)
-  losses, dists = jax.vmap(chain)(chain_keys(key, spec.num_chains))
-  threshold = spec.divergence_threshold
-  if threshold is None:
-    threshold = 10.0 * num_params(params)
+  losses, dists, log_accept = jax.vmap(chain)(chain_keys(key, spec.num_chains))
   return summarize(losses, dists, init_loss, nbeta, num_burnin=spec.num_burnin,
-                   threshold=threshold)
+                   threshold=spec.divergence_threshold, log_accept=log_accept,
+                   num_params=num_params(params),
+                   chance_loss=jnp.nan if chance_loss is None else chance_loss)
 
 
 _sample_llc = jax.jit(sample_llc, static_argnames=("loss_fn", "spec"))
@@ -213,18 +336,23 @@ _full_loss = jax.jit(full_loss, static_argnames=("loss_fn", "chunk_size"))
 def check_hyper(*, step_size, localization, nbeta=1.0) -> None:
   """Raises ConfigError naming the first bad sampler hyperparameter."""
   for name, v, ok in (("step_size", step_size, lambda v: v > 0),
-                      ("localization", localization, lambda v: v >= 0),
+                      ("localization", localization, lambda v: v > 0),
                       ("nbeta", nbeta, lambda v: v > 0)):
     v = float(v)
     if not (math.isfinite(v) and ok(v)):
-      rule = "must be >= 0" if name == "localization" else "must be > 0"
-      raise ConfigError(f"{name} {rule} and finite, got {v}")
+      hint = (" (the LLC's posterior is localised at w*: γ = 0 leaves it improper)"
+              if name == "localization" else "")
+      raise ConfigError(f"{name} must be > 0 and finite, got {v}{hint}")
 
 
 def make_spec(*, sampler, num_chains, num_draws, num_burnin, batch_size, n,
-              sampler_kwargs=None, divergence_threshold=None, eval_chunk=None) -> ChainSpec:
+              sampler_kwargs=None, divergence_threshold=None, eval_chunk=None,
+              acceptance="auto") -> ChainSpec:
   """A checked ChainSpec; raises ConfigError naming the bad argument."""
   get_sampler(sampler)
+  if acceptance not in ACCEPTANCE_MODES:
+    raise ConfigError(f"acceptance must be one of {', '.join(ACCEPTANCE_MODES)}, got "
+                      f"{acceptance!r}")
   if num_chains < 1:
     raise ConfigError(f"num_chains must be >= 1, got {num_chains}")
   if num_burnin < 0:
@@ -238,7 +366,7 @@ def make_spec(*, sampler, num_chains, num_draws, num_burnin, batch_size, n,
   return ChainSpec(sampler, int(num_chains), int(num_draws), int(num_burnin),
                    None if batch_size is None else int(batch_size),
                    tuple(sorted((sampler_kwargs or {}).items())), divergence_threshold,
-                   eval_chunk)
+                   eval_chunk, acceptance)
 
 
 def check_loss_fn(loss_fn: LossFn, params, data, batch_size: int | None) -> None:
@@ -264,7 +392,8 @@ def estimate_llc(loss_fn: LossFn, params, data, *, key: Array, sampler="sgld", s
                  localization: float, nbeta=None, num_chains: int = 4, num_draws: int = 200,
                  num_burnin: int = 0, batch_size: int | None = None,
                  sampler_kwargs: dict | None = None, divergence_threshold: float | None = None,
-                 eval_chunk: int | None = None) -> dict[str, Array]:
+                 eval_chunk: int | None = None, acceptance: str = "auto",
+                 chance_loss: float | None = None) -> dict[str, Array]:
   """λ̂ at w* = params for any `loss_fn(params, batch) -> mean loss` and data pytree.
 
   `data` is a pytree of arrays sharing a leading example axis; minibatches of
@@ -272,17 +401,19 @@ def estimate_llc(loss_fn: LossFn, params, data, *, key: Array, sampler="sgld", s
   loss_fn in the same structure. `num_draws` steps per chain, the first `num_burnin` of them
   discarded. `sampler`: a name of `grokjax.slt.samplers.SAMPLERS` or a factory with
   the same signature; `sampler_kwargs` go to it. Returns the dict described in the
-  module docstring. Reuse one `loss_fn` object across calls to reuse the compilation.
+  module docstring, diagnostics included (`chance_loss`, e.g. ln p, enables the saturation
+  flag). Reuse one `loss_fn` object across calls to reuse the compilation.
   """
   n = num_examples(data)
   spec = make_spec(sampler=sampler, num_chains=num_chains, num_draws=num_draws,
                    num_burnin=num_burnin, batch_size=batch_size, n=n,
                    sampler_kwargs=sampler_kwargs, divergence_threshold=divergence_threshold,
-                   eval_chunk=eval_chunk)
+                   eval_chunk=eval_chunk, acceptance=acceptance)
   nb = resolve_nbeta(nbeta, num_examples=n, batch_size=batch_size)
   check_hyper(step_size=step_size, localization=localization, nbeta=nb)
   check_loss_fn(loss_fn, params, data, spec.batch_size)
   init = initial_loss(loss_fn, params, data, eval_chunk=eval_chunk)
   return _sample_llc(loss_fn, params, data, key=key, spec=spec,
                      step_size=jnp.float32(step_size), nbeta=jnp.float32(nb),
-                     localization=jnp.float32(localization), init_loss=init)
+                     localization=jnp.float32(localization), init_loss=init,
+                     chance_loss=None if chance_loss is None else jnp.float32(chance_loss))
