@@ -1,13 +1,12 @@
 """Benchmark the lenses: one checkpoint of a 16-run paper-model sweep, and BDM of one run.
 
   python -m experiments.bench_measures                      # updates BUILD_NOTES.md
-  python -m experiments.bench_measures --notes=/tmp/bench.md --repeats=2
+  python -m experiments.bench_measures --notes=runs/bench.md --repeats=2
 
 Times each jittable lens (compiled once, then the median of --repeats calls) over the
 16 runs of the paper grid (4 ops x 2 weight decays x 2 seeds, p = 97; one compiled
 function per op, as `experiments.measure` runs them), and BDM (both encodings, then
-the block-gzip and compression extras) of one run's whole model, against the targets
-of the issue: jittable lenses < 2 s per checkpoint of 16 runs, BDM < 3 s per
+the block-gzip and compression extras) of one run's whole model, against the targets: jittable lenses < 2 s per checkpoint of 16 runs, BDM < 3 s per
 run-checkpoint. The table replaces the section between the bench_measures markers
 of --notes (appended if absent). Parameters are random (initialisation); the cost of
 every lens does not depend on their values.
@@ -19,7 +18,7 @@ import os
 
 # jaxlib's CPU LAPACK kernels (the SVDs of the spectral and geometry lenses) run on
 # OpenBLAS; its worker threads made one 128x512 SVD take ~0.8 s instead of 5 ms on the
-# shared 2-core machine. Must be set before JAX loads; an explicit setting wins.
+# 2-core CPU. Must be set before JAX loads; an explicit setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import dataclasses

@@ -14,7 +14,7 @@ import os
 
 # jaxlib's CPU LAPACK kernels (the SVDs of the spectral and geometry lenses) run on
 # OpenBLAS; its worker threads made one 128x512 SVD take ~0.8 s instead of 5 ms on the
-# shared 2-core machine. Must be set before JAX loads; an explicit setting wins.
+# 2-core CPU. Must be set before JAX loads; an explicit setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from absl import app, flags

@@ -2,14 +2,14 @@
 
   python -m experiments.surrogate --out=runs/surrogate
   python -m experiments.surrogate --ops=add,mul --p=31 --penalties=0,1 --seeds=0 \
-      --steps=5000 --out=/tmp/sfm
+      --steps=5000 --out=runs/sfm
   python -m experiments.surrogate --out=runs/surrogate --compare=runs/demo   # + transformer panel
 
 Writes a run folder: config.json (config, versions, git commit), surrogate.csv (one
 row per run × eval step), summary.csv (one row per run), maps.npz, and the figures
 figure5.png, penalty_sweep.png (and comparison.png with --compare), each also as PDF.
 The defaults (4 ops × 4 penalties × 2 seeds at p = 47, 10 000 steps) trained in
-394 s on the shared 2-core CPU at load ≈ 8 (about 2 minutes on a quiet one).
+about 2 minutes on an idle 2-core CPU (BUILD_NOTES.md, the surrogate's results).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from grokjax.errors import ConfigError
 
 @dataclasses.dataclass
 class ModelConfig:
-  """Decoder-only pre-LN transformer (PAPER.md, "Models")."""
+  """Decoder-only pre-LN transformer (BUILD_NOTES.md, "The paper's protocol")."""
 
   n_layers: int = 2
   n_heads: int = 4

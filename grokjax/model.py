@@ -3,7 +3,7 @@
 Pre-LayerNorm blocks (`x + attn(ln1(x))`, `x + mlp(ln2(x))`), causal mask, learned
 token and position embeddings, GELU MLP, final LayerNorm, unembedding without bias.
 With `init='torch'` every parameter is initialised as PyTorch initialises the
-authors' model (PAPER.md, "Models"): embeddings N(0, 1); linear layers
+authors' model (BUILD_NOTES.md, "The paper's protocol"): embeddings N(0, 1); linear layers
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases; attention input
 projections Xavier-uniform over the fused [3d, d] matrix with zero biases; a zero
 output-projection bias.

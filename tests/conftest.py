@@ -7,7 +7,7 @@ import os
 
 # Four host devices so the sharding tests can run; must be set before JAX starts.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
-# OpenBLAS threads made one 128x512 SVD take ~1 s instead of 5 ms on this 2-core machine.
+# OpenBLAS threads made one 128x512 SVD take ~1 s instead of 5 ms on a 2-core CPU.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import pytest  # noqa: E402

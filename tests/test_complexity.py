@@ -53,8 +53,8 @@ def test_quantise_vmapped_equals_looped():
 def test_normalise_equals_pybdm_normalize_key():
   blocks = rand_codes((200, 12), seed=2)
   blocks[:50] %= 2  # some blocks with fewer symbols
-  mine = cx.normalise(blocks, 4)
-  for b, m in zip(blocks, mine):
+  ours = cx.normalise(blocks, 4)
+  for b, m in zip(blocks, ours):
     assert string_from_array(m) == normalize_key(string_from_array(b))
 
 

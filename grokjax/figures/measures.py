@@ -115,14 +115,14 @@ def snapshots(snaps: Sequence[dict], stem, *, kind: str, title: str = ""):
     fig, axes = plt.subplots(len(rows), n_cols, figsize=(size[0] * n_cols, size[1] * len(rows)),
                              squeeze=False)
     for i, key in enumerate(rows):
-      mine = sorted((s for s in snaps if (s["op"], s["weight_decay"], s["seed"]) == key),
+      row_snaps = sorted((s for s in snaps if (s["op"], s["weight_decay"], s["seed"]) == key),
                     key=lambda s: s["step"])
-      for j, s in enumerate(mine):
+      for j, s in enumerate(row_snaps):
         draw(axes[i, j], np.asarray(s["array"]))
         note = f"\n{s['note']}" if s.get("note") else ""
         axes[i, j].set_title(f"{key[0]} wd {key[1]:g} s{key[2]}: step {s['step']}{note}",
                              fontsize=6.5)
-      for j in range(len(mine), n_cols):
+      for j in range(len(row_snaps), n_cols):
         axes[i, j].axis("off")
     if kind == "matrix":
       handles = [matplotlib.patches.Patch(color=c, label=f"quartile {k + 1}")

@@ -31,7 +31,7 @@ is residue j, or g^j in the dlog basis); `fourier/circularity` is the mean over 
 planes of s_min / s_max of those coordinates (1: a circle, 0: a line).
 
 **Occam gate.** T[x, y] is the model's logit of the correct answer on input
-[x, op, y, =] for all x, y in Z_p (`occam/*`, as the issue defines it), and L_c[x, y]
+[x, op, y, =] for all x, y in Z_p (`occam/*`, the answer-table definition), and L_c[x, y]
 the logit of each number class c (`occam/class/*`: each class's table is centred and
 the power is pooled over classes). y = 0 is not part of the task; `y0='model'`
 queries the model there anyway (the token exists and x op 0 is defined for add, sub

@@ -1,8 +1,8 @@
 """The Singular Feature Machine (SFM) with an Occam Gate: our reconstruction.
 
 The paper's Section 5 describes a surrogate with a free-energy-like objective and a
-sparsity-inducing "Occam Gate"; its equations are not in our copy. Everything below
-is ours: it keeps the paper's description (two feature families that both fit the
+sparsity-inducing "Occam Gate"; its equations are not available. Everything below
+is grokjax's: it keeps the paper's description (two feature families that both fit the
 data, singular weights, a gate whose penalty is the complexity term of
 F = n·L_n + λ·log n, a learning coefficient that falls from the lookup value to the
 group value) and states each choice made where the text was unavailable.
