@@ -116,7 +116,7 @@ def snapshots(snaps: Sequence[dict], stem, *, kind: str, title: str = ""):
                              squeeze=False)
     for i, key in enumerate(rows):
       row_snaps = sorted((s for s in snaps if (s["op"], s["weight_decay"], s["seed"]) == key),
-                    key=lambda s: s["step"])
+                         key=lambda s: s["step"])
       for j, s in enumerate(row_snaps):
         draw(axes[i, j], np.asarray(s["array"]))
         note = f"\n{s['note']}" if s.get("note") else ""
