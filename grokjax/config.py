@@ -99,6 +99,9 @@ def grid_order(grid):
     yield (op, seed, wd, *rest)
 
 
+SEED_LIMIT = 2 ** 32  # jax.random.key reads a seed as uint32
+
+
 @dataclasses.dataclass
 class SweepConfig:
   """A grid of training runs that is trained as one compiled program.
@@ -192,8 +195,15 @@ class SweepConfig:
     from grokjax import tasks  # tasks imports nothing from here; avoids a cycle at import
 
     for name in RUN_AXES.values():
-      if not getattr(self, name):
+      values = getattr(self, name)
+      if not values:
         raise ConfigError(f"{name} is empty")
+      if len(set(values)) != len(values):
+        raise ConfigError(f"{name} has duplicate values {list(values)}: two runs would be one")
+    for seed in self.seeds:
+      # a seed becomes a uint32 key: a larger one would alias a smaller one's runs
+      if not (isinstance(seed, int) and 0 <= seed < SEED_LIMIT):
+        raise ConfigError(f"seeds must be integers in [0, 2**32), got {seed}")
     if self.model not in MODEL_PRESETS:
       raise ConfigError(f"unknown model {self.model!r}; valid: {', '.join(MODEL_PRESETS)}")
     for op in self.ops:
@@ -202,8 +212,10 @@ class SweepConfig:
       if not 0.0 < frac < 1.0:
         raise ConfigError(f"train_frac must lie in (0, 1), got {frac}")
     for lr in self.lrs:
-      if not lr > 0:
-        raise ConfigError(f"lr must be positive, got {lr}")
+      if not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"lr must be finite and positive, got {lr}")
+    if not (self.grad_clip >= 0 and math.isfinite(self.grad_clip)):
+      raise ConfigError(f"grad_clip must be finite and >= 0 (0: off), got {self.grad_clip}")
     for wd in self.weight_decays:
       if not (wd >= 0 and math.isfinite(wd)):
         raise ConfigError(f"weight_decay must be finite and >= 0, got {wd}")

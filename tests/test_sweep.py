@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from grokjax import checkpoint, runio, sweep
-from grokjax.errors import CheckpointError, DivergenceError, RunFolderError
+from grokjax.errors import CheckpointError, ConfigError, DivergenceError, RunFolderError
 
 COLUMNS = ("train_loss", "train_acc", "test_loss", "test_acc", "param_norm")
 quiet = dict(write=lambda s: None)
@@ -143,3 +143,16 @@ def test_diverged_run_is_reported_and_others_kept(tmp_path, tiny_cfg, tiny_run_d
   for k in ("train_loss", "test_loss"):
     np.testing.assert_allclose(healthy[k], ref[k], rtol=1e-4, err_msg=k)
   assert not np.isfinite(metrics(tmp_path, 1)["train_loss"][-1])
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(seeds=(2 ** 32,)), "seeds must be integers in"),
+    (dict(seeds=(-1,)), "seeds must be integers in"),
+    (dict(seeds=(0, 0)), "seeds has duplicate values"),
+    (dict(ops=("add", "add")), "ops has duplicate values"),
+    (dict(lrs=(float("inf"),)), "lr must be finite"),
+    (dict(grad_clip=-1.0), "grad_clip must be finite"),
+])
+def test_config_refuses_aliasing_seeds_duplicates_and_non_finite_values(tiny_cfg, change, message):
+  with pytest.raises(ConfigError, match=message):
+    dataclasses.replace(tiny_cfg, **change).validate()
