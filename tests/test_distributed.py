@@ -207,8 +207,8 @@ def test_lenses_read_a_two_process_folder_on_one_process(tmp_path, reference, tw
   np.testing.assert_array_equal(one["unembed"]["kernel"], ref["unembed"]["kernel"])
   opts = MeasureOptions(lenses=("spectral", "fourier"), steps=(CFG.steps,), workers=0)
   shutil.copytree(reference, tmp_path / "ref")
-  a = runio.read_csv(measure_run_dir(run, opts, write=lambda s: None))
-  b = runio.read_csv(measure_run_dir(tmp_path / "ref", opts, write=lambda s: None))
+  a, b = (runio.read_csv(measure_run_dir(runio.RunFolder.open(d), opts, write=lambda s: None))
+          for d in (run, tmp_path / "ref"))
   assert len(a["run"]) == len(CFG.runs)
   for k in a:
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
