@@ -5,7 +5,7 @@
   python -m experiments.measure --run_dir=runs/demo --lenses=bdm --steps=0,1000,2500
 
 One row per run x saved step, one column per measure; re-running skips what is
-already there. Lenses: spectral, fourier, geometry, bdm (see grokjax.measures).
+already there. Lenses: spectral, fourier, geometry, bdm, progress (see grokjax.measures).
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ _EVERY = flags.DEFINE_integer("every", None, "measure the saved steps that are m
 _STEP_BATCH = flags.DEFINE_integer("step_batch", 4, "checkpoints per compiled call")
 _VMAP = flags.DEFINE_integer("vmap_size", 1, "runs x checkpoints vmapped at once (1: a scan; "
                              "larger values deadlocked on jaxlib 0.10.2 CPU)")
-_WORKERS = flags.DEFINE_integer("workers", 2, "BDM processes (0: in this process)")
 _N_EXAMPLES = flags.DEFINE_integer("n_examples", 256, "examples for the geometry lens")
 _GC = flags.DEFINE_string("gc_method", "hutchinson", "hutchinson | exact (geometric complexity)")
 _PROBES = flags.DEFINE_integer("n_probes", 8, "Hutchinson probes per example")
 _LEVELS = flags.DEFINE_integer("levels", 4, "quantisation levels for BDM")
 _QUANTISE = flags.DEFINE_string("quantise", "quantile", "quantile | uniform")
+_N_KEY = flags.DEFINE_integer("n_key", 3, "key frequencies of the progress lens")
 flags.mark_flag_as_required("run_dir")
 
 
@@ -44,9 +44,8 @@ def main(argv):
   opts = MeasureOptions(
       lenses=tuple(_LENSES.value), steps=None if steps is None else tuple(steps),
       every=_EVERY.value, step_batch=_STEP_BATCH.value, vmap_size=_VMAP.value,
-      workers=_WORKERS.value, n_examples=_N_EXAMPLES.value, gc_method=_GC.value,
-      n_probes=_PROBES.value,
-      levels=_LEVELS.value, quantise=_QUANTISE.value)
+      n_examples=_N_EXAMPLES.value, gc_method=_GC.value, n_probes=_PROBES.value,
+      levels=_LEVELS.value, quantise=_QUANTISE.value, n_key=_N_KEY.value)
   path = measure_run_dir(load_run_dir(_RUN_DIR.value), opts)
   print(f"wrote {path}")
 

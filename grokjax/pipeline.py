@@ -123,7 +123,7 @@ def stage_measures(folder: runio.RunFolder, plan: Plan, write) -> str:
   from grokjax.measures.apply import MeasureOptions, measure_run_dir
 
   saved = list(folder.steps)
-  common = dict(n_examples=plan.n_examples, gc_method=plan.gc_method, workers=plan.workers)
+  common = dict(n_examples=plan.n_examples, gc_method=plan.gc_method)
   cheap = [s for s in saved if plan.measure_every is None or s % plan.measure_every == 0]
   cheap = sorted(set(cheap) | set(folder.log_spaced(8)) | {saved[-1]})
   bdm = cheap if plan.bdm_points is None else folder.log_spaced(plan.bdm_points)

@@ -205,7 +205,7 @@ def test_lenses_read_a_two_process_folder_on_one_process(tmp_path, reference, tw
   one = checkpoint.load_params(run, CFG.steps, op="mul", seed=1)
   ref = checkpoint.load_params(reference, CFG.steps, op="mul", seed=1)
   np.testing.assert_array_equal(one["unembed"]["kernel"], ref["unembed"]["kernel"])
-  opts = MeasureOptions(lenses=("spectral", "fourier"), steps=(CFG.steps,), workers=0)
+  opts = MeasureOptions(lenses=("spectral", "fourier"), steps=(CFG.steps,))
   shutil.copytree(reference, tmp_path / "ref")
   a, b = (runio.read_csv(measure_run_dir(runio.RunFolder.open(d), opts, write=lambda s: None))
           for d in (run, tmp_path / "ref"))

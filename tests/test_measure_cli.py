@@ -50,7 +50,7 @@ def measure(path, opts, **kw):
 def test_rows_match_the_lenses_called_directly(folder, tmp_path):
   run = copy(folder, tmp_path)
   # geometry is left out: its compile is the slowest, and tests/test_geometry covers it
-  measure(run, MeasureOptions(lenses=("spectral", "fourier", "bdm"), workers=1, **FAST),
+  measure(run, MeasureOptions(lenses=("spectral", "fourier", "bdm"), **FAST),
           write=lambda s: None)
   table = runio.read_csv(run / MEASURES)
   assert table["run"].tolist() == [0, 0, 0, 1, 1, 1] and table["step"].tolist() == [*STEPS] * 2
@@ -77,7 +77,7 @@ def test_example_subset_is_fixed_and_spans_the_table():
 
 def test_rerun_skips_measured_rows_and_adds_new_lenses(folder, tmp_path, monkeypatch):
   run, log = copy(folder, tmp_path), []
-  opts = lambda **kw: MeasureOptions(workers=0, **{**FAST, **kw})
+  opts = lambda **kw: MeasureOptions(**{**FAST, **kw})
   measure(run, opts(lenses=("spectral",), steps=(2,)), write=log.append)
   first = read_rows(run / MEASURES)
   assert sorted(first) == [(0, 2), (1, 2)]

@@ -50,7 +50,7 @@ def group_coords(p, op):
   n = np.arange(p)
   if op in ("add", "sub"):
     return n, n, n, p, 1 if op == "add" else -1
-  log = fourier.discrete_log(p)
+  log = tasks.discrete_log(p)
   return log, log, log, p - 1, 1 if op == "mul" else -1
 
 

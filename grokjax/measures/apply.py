@@ -1,17 +1,22 @@
 """Applying the lenses to a run folder: `DIR/measures.csv`, one row per run x step.
 
 For each batch of `step_batch` saved checkpoints, the stacked parameters of every
-run are loaded, and the jittable lenses (spectral, fourier, geometry, and the
-quantisation for BDM) run as one compiled function mapped over runs x checkpoints:
+run are loaded, and the jittable lenses (spectral, fourier, geometry, progress, and
+the quantisation for BDM) run as one compiled function mapped over runs x checkpoints
+(with each run's train mask alongside, which the progress lens reads):
 `lax.map` in chunks of `vmap_size`, a `vmap` inside each chunk. The default
 `vmap_size=1` is a plain scan: on jaxlib 0.10.2's CPU backend a program that holds
 vmapped (batched) LAPACK calls — the SVDs of the spectral lens next to the Occam
 gate's forward pass — deadlocked here (the batched SVD kernel waits forever in
 `ParallelBatchMap`), and on a CPU a vmap over runs buys no throughput anyway. On a
 GPU, raise `vmap_size`. Runs are grouped by
-op, since the Fourier basis and the Occam-gate table depend on it. BDM is host-side:
-the quantised matrices go to a pool of `workers` processes (0: in this process)
-while the next lens work continues. After each batch the whole table is rewritten
+op, since the Fourier basis and the Occam-gate table depend on it. BDM scores the
+quantised matrices of the whole batch at once with `bdm.lens_rows`: the `bdm/*`
+columns as one compiled program, the block-gzip and zlib/lzma columns on the host, in
+this process (the same values as `complexity.bdm_measures`). The progress lens
+(`progress.progress_measures`, Nanda et al.'s key frequencies, restricted and excluded
+loss) keys on each checkpoint's own `n_key` strongest frequencies; its non-scalar
+entries are not written. After each batch the whole table is rewritten
 atomically, so an interrupted job loses at most one batch; a re-run skips every
 (run, step) whose columns for the asked lenses are already there, and adds the
 columns of a lens measured later. Columns: the run fields of metrics.csv (run, op,
@@ -31,10 +36,8 @@ backward pass per vocabulary entry and example, ~12x more at p = 97).
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import math
-import multiprocessing
 import os
 import pathlib
 import sys
@@ -45,16 +48,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import runio, tasks
+from grokjax import runio, tasks, train
 from grokjax.config import SweepConfig
 from grokjax.errors import ConfigError
-from grokjax.measures import complexity, fourier, geometry, spectral
+from grokjax.measures import bdm, complexity, fourier, geometry, progress, spectral
 
 MEASURES = "measures.csv"
-LENSES = ("spectral", "fourier", "geometry", "bdm")
+LENSES = ("spectral", "fourier", "geometry", "bdm", "progress")
 # a column every row measured by the lens has (a row without it still needs the lens)
 SENTINEL = {"spectral": "param_norm", "fourier": "fourier/embed_gini", "geometry": "geometry/gc",
-            "bdm": "bdm/2d/total"}
+            "bdm": "bdm/2d/total", "progress": "progress/gini"}
 KEY_COLUMNS = (*runio.RUN_COLUMNS, "step")
 
 
@@ -65,7 +68,6 @@ class MeasureOptions:
   every: int | None = None  # measure the saved steps that are multiples of this
   step_batch: int = 4  # checkpoints per compiled call
   vmap_size: int = 1  # runs x checkpoints vmapped at once inside the lax.map (1: a scan)
-  workers: int = 2  # BDM processes; 0 scores BDM in this process
   n_examples: int = 256  # examples for the geometry lens
   example_seed: int = 0
   gc_method: str = "hutchinson"  # 'exact' costs vocab backward passes per example
@@ -73,13 +75,14 @@ class MeasureOptions:
   levels: int = 4
   quantise: str = "quantile"
   y0: str = "model"  # Occam-gate table at y = 0, see fourier.answer_logit_table
+  n_key: int = 3  # key frequencies of the progress lens
 
   def validate(self) -> None:
     bad = [l for l in self.lenses if l not in LENSES]
     if bad or not self.lenses:
       raise ConfigError(f"unknown lens {', '.join(bad) or '(none given)'}; "
                         f"valid: {', '.join(LENSES)}")
-    for name in ("step_batch", "vmap_size", "n_examples"):
+    for name in ("step_batch", "vmap_size", "n_examples", "n_key"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
     if self.gc_method not in geometry.METHODS:
@@ -130,12 +133,14 @@ def example_subset(cfg: SweepConfig, op: str, n: int, seed: int) -> tuple[np.nda
 
 
 def lens_fn(cfg: SweepConfig, op: str, lenses: frozenset, opts: MeasureOptions):
-  """jit of: stacked params [n, ...] -> (scalar measures [n], quantised matrices [n, ...])."""
+  """jit of: (stacked params [n, ...], train masks [n, p (p - 1)]) -> (scalar measures [n],
+  quantised matrices [n, ...])."""
   mc = cfg.model_config
   tokens, targets = map(jnp.asarray, example_subset(cfg, op, opts.n_examples, opts.example_seed))
   key = jax.random.key(opts.example_seed)
 
-  def one(params):
+  def one(args):
+    params, train_mask = args
     out = {}
     if "spectral" in lenses:
       out.update(spectral.spectral_measures(params))
@@ -144,43 +149,18 @@ def lens_fn(cfg: SweepConfig, op: str, lenses: frozenset, opts: MeasureOptions):
     if "geometry" in lenses:
       out.update(geometry.geometry_measures(mc, params, tokens, targets, method=opts.gc_method,
                                             n_probes=opts.n_probes, key=key))
+    if "progress" in lenses:
+      out.update(progress.progress_measures(mc, params, p=cfg.p, op=op, train_mask=train_mask,
+                                            n_key=opts.n_key, y0=opts.y0))
     scalars = {k: v.astype(jnp.float32) for k, v in out.items() if v.ndim == 0}
     codes = (complexity.quantise_tree(params, levels=opts.levels, method=opts.quantise)
              if "bdm" in lenses else {})
     return scalars, codes
 
   if opts.vmap_size <= 1:  # a scan: no batched LAPACK call (see the module docstring)
-    return jax.jit(lambda stacked: jax.lax.map(one, stacked))
-  return jax.jit(lambda stacked: jax.lax.map(one, stacked, batch_size=opts.vmap_size))
-
-
-def _bdm_job(codes: dict, levels: int) -> dict:
-  return complexity.bdm_measures(codes, levels=levels)
-
-
-def _warm(levels: int) -> None:
-  complexity.ctm_table(complexity.TABLE_2D)
-  complexity.ctm_table(complexity.table_1d(levels))
-
-
-class _InProcess:
-  """The executor interface for workers=0."""
-
-  def submit(self, fn, *args):
-    f = concurrent.futures.Future()
-    f.set_result(fn(*args))
-    return f
-
-  def shutdown(self):
-    pass
-
-
-def _pool(opts: MeasureOptions):
-  if opts.workers == 0 or "bdm" not in opts.lenses:
-    return _InProcess()
-  return concurrent.futures.ProcessPoolExecutor(
-      opts.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_warm,
-      initargs=(opts.levels,))
+    return jax.jit(lambda stacked, masks: jax.lax.map(one, (stacked, masks)))
+  return jax.jit(lambda stacked, masks: jax.lax.map(one, (stacked, masks),
+                                                    batch_size=opts.vmap_size))
 
 
 # ---------------------------------------------------------------- the driver
@@ -196,7 +176,7 @@ def _plan(cfg, steps, rows, lenses) -> list[tuple[int, frozenset]]:
   return plan
 
 
-def _measure_batch(folder, batch, rows, opts, fns, pool) -> None:
+def _measure_batch(folder, batch, rows, opts, fns) -> None:
   """Measures the steps of one batch (same missing lenses) for every run into `rows`."""
   cfg = folder.cfg
   steps, need = [s for s, _ in batch], batch[0][1]
@@ -204,21 +184,21 @@ def _measure_batch(folder, batch, rows, opts, fns, pool) -> None:
   groups: dict[str, list[int]] = {}
   for i, spec in enumerate(cfg.runs):
     groups.setdefault(spec.op, []).append(i)
-  futures = []
+  run_masks = np.stack([np.asarray(train.run_data(cfg, spec).is_train) for spec in cfg.runs])
   for op, idx in groups.items():
     # [steps, runs, ...] -> [steps * runs, ...], step-major as the loop below reads it
     params = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), folder.params(padded, idx))
+    masks = np.concatenate([run_masks[idx]] * len(padded))  # the same step-major order
     if (op, need) not in fns:  # one compiled function per op and lens set, reused by batches
       fns[(op, need)] = lens_fn(cfg, op, need, opts)
-    scalars, codes = jax.device_get(fns[(op, need)](params))
+    scalars, codes = jax.device_get(fns[(op, need)](params, masks))
+    n = len(steps) * len(idx)  # the rows of the padding steps are dropped
+    bdm_rows = (bdm.lens_rows({k: v[:n] for k, v in codes.items()}, levels=opts.levels)
+                if "bdm" in need else [{}] * n)
     for j, (s, i) in enumerate((s, i) for s in steps for i in idx):
       row = rows.setdefault((i, s), {**runio.run_fields(i, cfg.runs[i]), "step": s})
       row.update({k: float(v[j]) for k, v in scalars.items()})
-      if "bdm" in need:
-        futures.append((row, pool.submit(_bdm_job, {k: v[j] for k, v in codes.items()},
-                                         opts.levels)))
-  for row, fut in futures:
-    row.update(fut.result())
+      row.update(bdm_rows[j])
 
 
 def measure_run_dir(folder: runio.RunFolder, opts: MeasureOptions | None = None, *,
@@ -235,18 +215,14 @@ def measure_run_dir(folder: runio.RunFolder, opts: MeasureOptions | None = None,
   write(f"measure: {len(steps)} step(s) x {len(cfg.runs)} run(s), lenses {','.join(opts.lenses)}; "
         f"{len(steps) - len(plan)} step(s) already measured")
   fns: dict = {}
-  pool = _pool(opts) if plan else _InProcess()
   t0, done = time.time(), 0
-  try:
-    while plan:
-      batch = [b for b in plan if b[1] == plan[0][1]][: opts.step_batch]
-      plan = [b for b in plan if b not in batch]
-      _measure_batch(folder, batch, rows, opts, fns, pool)
-      write_rows(path, rows)
-      done += len(batch)
-      rate = (time.time() - t0) / done
-      write(f"measure: {done}/{done + len(plan)} checkpoints | {rate:.1f} s/checkpoint | "
-            f"ETA {rate * len(plan):.0f} s | last step {batch[-1][0]}")
-  finally:
-    pool.shutdown()
+  while plan:
+    batch = [b for b in plan if b[1] == plan[0][1]][: opts.step_batch]
+    plan = [b for b in plan if b not in batch]
+    _measure_batch(folder, batch, rows, opts, fns)
+    write_rows(path, rows)
+    done += len(batch)
+    rate = (time.time() - t0) / done
+    write(f"measure: {done}/{done + len(plan)} checkpoints | {rate:.1f} s/checkpoint | "
+          f"ETA {rate * len(plan):.0f} s | last step {batch[-1][0]}")
   return path

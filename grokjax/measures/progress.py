@@ -180,7 +180,7 @@ def table_losses(classes_PxPxC: Array, *, p: int, op: str, train_mask: Array, ma
   sets = {"train": train, "test": task & ~train, "all": task}
   table, on = classes_PxPxC, sets[restricted_on]
   if fourier.resolve_basis(op, basis) == "dlog":
-    r = fourier.dlog_residues(p)
+    r = tasks.dlog_residues(p)
     table, answers, train, on = (g[r][:, r] for g in (table, answers, train, on))
   restricted, excluded = split_logits(table, mask_K, sign=fourier.GROUP_OPS[op][1])
   values = (*masked_ce(restricted, answers, on), *masked_ce(excluded, answers, train),

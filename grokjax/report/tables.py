@@ -42,6 +42,9 @@ MEASURES = (
     ("measures", "geometry/gc", "geometric complexity (input Jacobian)", -1),
     ("measures", "geometry/agop_frob", "input-gradient AGOP, Frobenius norm", -1),
     ("measures", "geometry/agop_eff_rank", "input-gradient AGOP, effective rank", -1),
+    ("measures", "progress/restricted_loss", "restricted loss (key frequencies only)", -1),
+    ("measures", "progress/excluded_loss", "excluded loss (key frequencies removed)", 1),
+    ("measures", "progress/gini", "Fourier Gini of the neuron-logit map", 1),
     ("llc", "llc_mean", "local learning coefficient (LLC)", -1),
     ("causal", "causal/top_head_share", "causal: top head's share of |effect|", 1),
 )
