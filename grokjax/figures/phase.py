@@ -56,7 +56,8 @@ def _numeric(fig, ax, cells, x, y, column, title, *, log: bool) -> None:
     norm = matplotlib.colors.Normalize(0.0, 1.0)
   mesh = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap="viridis",
                    norm=norm, interpolation="nearest")
-  fig.colorbar(mesh, ax=ax)
+  if finite.size:
+    fig.colorbar(mesh, ax=ax)
   _axes(ax, xs, ys, x, y)
   ax.set_title(title + ("" if finite.size else " (none reached)"))
 
@@ -81,11 +82,11 @@ def diagrams(cells: dict, x: str, y: str, stem, title: str = ""):
   with plt.rc_context(style.RC):
     fig, axes = plt.subplots(2, 2, figsize=(9.0, 6.6))
     _numeric(fig, axes[0, 0], cells, x, y, "median_grok_step",
-             "median grok step (test acc >= 0.99; blank: never)", log=True)
+             "median grok step, test acc ≥ 0.99 (blank: never)", log=True)
     _numeric(fig, axes[0, 1], cells, x, y, "median_final_test_acc",
              "median final test accuracy", log=False)
     _numeric(fig, axes[1, 0], cells, x, y, "median_memorisation_step",
-             "median memorisation step (train acc >= 0.99; blank: never)", log=True)
+             "median memorisation step, train acc ≥ 0.99 (blank: never)", log=True)
     _categorical(axes[1, 1], cells, x, y)
     if title:
       fig.suptitle(title, fontsize=9)
