@@ -16,6 +16,8 @@ a number.
 
 from __future__ import annotations
 
+import collections
+
 import jax
 import numpy as np
 from absl import app, flags
@@ -122,6 +124,10 @@ def main(argv):
     print(f"warning: {n_sat} of {len(rows)} estimates are saturated (chains sampled near-chance "
           f"models, mean loss >= {apply.SATURATION} ln p): the step size is too large for the "
           "localisation; run --calibrate and lower --step_size or raise --localization")
+  failed = [r for r in rows if not r["diag_ok"]]
+  why = collections.Counter(r["diag_reasons"] for r in failed)
+  print(f"diagnostics: {len(failed)} of {len(rows)} estimates failed"
+        + "".join(f"; {n} x {reason}" for reason, n in why.most_common()))
 
 
 if __name__ == "__main__":

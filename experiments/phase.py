@@ -6,7 +6,8 @@
 
 Any other sweep flag of experiments.train (e.g. --steps, --lr, --grokfast_filter) sets
 the base config. Writes the run folder (metrics.csv, summary.csv, checkpoints) plus
-phase.csv (one row per cell x seed) and phase_cells.csv (one row per cell, over seeds);
+phase.csv (one row per cell x seed), phase_cells.csv (one row per cell, over seeds) and
+the phase diagrams phase.png / phase.pdf (grokjax.figures.phase);
 phases and thresholds are defined in grokjax.phase.
 """
 
@@ -22,6 +23,7 @@ import time  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from grokjax import phase, runio, sweep  # noqa: E402
+from grokjax.figures import phase as phase_figures  # noqa: E402
 from grokjax.cli import parse_ints, run_main, sweep_config_from_flags  # noqa: E402
 from grokjax.errors import ConfigError  # noqa: E402
 
@@ -73,9 +75,13 @@ def main(argv):
   out = pathlib.Path(_OUT.value)
   runio.write_csv(out / "phase.csv", rows)
   runio.write_csv(out / "phase_cells.csv", cells)
+  phase_figures.diagrams(runio.read_csv(out / "phase_cells.csv"), grid.x, grid.y, out / "phase",
+                         title=f"{len(cells)} cells x {len(grid.seeds)} seed(s), "
+                               f"{cfg.steps} steps, ops {', '.join(cfg.ops)}")
   counts = {p: sum(c["phase"] == p for c in cells) for p in phase.PHASES}
   print(f"phase: {len(cells)} cells x {len(grid.seeds)} seed(s) in {time.time() - t0:.0f} s; "
-        + ", ".join(f"{p} {n}" for p, n in counts.items()) + f" -> {out}/phase_cells.csv")
+        + ", ".join(f"{p} {n}" for p, n in counts.items())
+        + f" -> {out}/phase_cells.csv, {out}/phase.png")
 
 
 if __name__ == "__main__":

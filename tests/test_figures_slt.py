@@ -30,6 +30,23 @@ def test_llc_over_training_draws_the_first_sampler(tmp_path, caught):
   assert len(fig.axes[1].collections) == 2  # a ± std band per run
 
 
+def test_failed_estimates_are_hollow(tmp_path, caught):
+  """Rows with diag_ok false (as read back from CSV: 'False') get hollow markers."""
+  metrics, _ = synthetic_tables()
+  llc = llc_table(metrics, samplers=("sgld",))
+  bad = (llc["step"] == 1000) | ((llc["run"] == 1) & (llc["step"] == 0))
+  llc["diag_ok"] = np.where(bad, "False", "True").astype(object)
+  slt.llc_over_training(llc, metrics, tmp_path / "llc")
+  fig, = caught
+  lines = fig.axes[1].get_lines()
+  hollow = [ln for ln in lines if ln.get_marker() == "o" and ln.get_markerfacecolor() == "none"]
+  filled = [ln for ln in lines if ln.get_marker() == "o" and ln.get_markerfacecolor() != "none"]
+  assert sorted(np.concatenate([ln.get_xdata() for ln in hollow]).tolist()) == [1, 1000, 1000]
+  assert len(np.concatenate([ln.get_xdata() for ln in filled])) == 8 - 3
+  assert np.array_equal(slt.diag_failed({"diag_ok": np.array([True, False])}), [False, True])
+  assert slt.diag_failed({"llc_mean": np.ones(2)}) is None
+
+
 def test_llc_over_training_without_metrics(tmp_path):
   metrics, _ = synthetic_tables()
   assert drawn(slt.llc_over_training(llc_table(metrics), None, tmp_path / "llc"))

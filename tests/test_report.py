@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from grokjax import plan, report, runio
+from grokjax import analysis, plan, report, runio
 from grokjax.config import SweepConfig
 from grokjax.report import claims
 from tests.test_analysis import STEPS, synthetic_tables
@@ -80,3 +80,21 @@ def test_the_plan_comes_from_plan_json(synthetic_run):
   rows = dict(zip(t["setting"].tolist(), t["value"].tolist()))
   assert rows["invariance_samplers"] == "('sgld',)" and rows["llc_step_size"] == "4e-06"
   assert rows["surrogate"] == str(tiny.surrogate) and len(rows) == len(plan.to_dict(tiny))
+
+
+def test_the_survival_section_is_the_survival_table(synthetic_run):
+  paths = report.build_report(synthetic_run, write=lambda s: None)
+  md = paths["md"].read_text()
+  assert "## Grok time as survival data" in md
+  assert (synthetic_run / "report" / "figures" / "fig1_survival.png").is_file()
+  got = runio.read_csv(paths["survival"])
+  want = analysis.survival_table(runio.read_csv(synthetic_run / "metrics.csv"))
+  assert len(got["op"]) == len(want) == 4
+  for i, row in enumerate(want):
+    for k, v in row.items():
+      if isinstance(v, str):
+        assert got[k][i] == v
+      else:
+        np.testing.assert_allclose(float(got[k][i]), float(v), equal_nan=True)
+  wd0 = [r for r in want if r["weight_decay"] == 0.0]
+  assert all(r["events"] == 0 and r["fraction_grokked"] == 0.0 for r in wd0)

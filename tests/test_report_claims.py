@@ -49,3 +49,38 @@ def test_every_measure_has_a_label_and_a_known_source():
   assert set(m[0] for m in tables.MEASURES) == {"metrics", "measures", "llc", "causal"}
   assert len(tables.labels()) == len(tables.MEASURES)
   assert all(m[3] in (-1, 0, 1) for m in tables.MEASURES)
+
+
+def planted_llc(q, failed_after: int):
+  """llc.csv-like columns falling with measure 'early'; run 0's rows at steps >= failed_after
+  rise to 1e4 and, flagged or not, fail their diagnostics."""
+  llc = {k: q[k] for k in ("run", "op", "seed", "weight_decay", "lr", "train_frac", "step")}
+  bad = (q["run"] == 0) & (q["step"] >= failed_after)
+  llc["llc_mean"] = np.where(bad, 1e4, 10 * q["early"])
+  llc["diag_ok"] = np.where(bad, "False", "True").astype(object)
+  llc["diag_reasons"] = np.where(bad, "chains disagree (split-R̂ too large)", "ok").astype(object)
+  return llc, int(bad.sum())
+
+
+def test_the_llc_claim_leaves_out_estimates_that_failed_their_diagnostics():
+  from grokjax.report import theory
+  from tests.test_analysis import synthetic_tables
+
+  m, q = synthetic_tables(wds=(1.0,))
+  llc, n_bad = planted_llc(q, 5000)
+  assert n_bad >= 3
+  t = {"metrics": m, "measures": None, "llc": llc, "causal_summary": None}
+  row = lambda tabs: next(r for r in claims.claim_rows(tabs, claims.analyse(tabs))
+                          if r["measure"] == "llc_mean")
+  kept = row(t)
+  assert kept["status"] == "agrees"  # every run falls once the failed estimates are out
+  assert f"{n_bad} of {len(llc['llc_mean'])} LLC estimates left out" in kept["measured"]
+  assert f"chains disagree (split-R̂ too large) x{n_bad}" in kept["measured"]
+  # the same values marked as passing: run 0 rises, and the claim is mixed
+  passing = {**llc, "diag_ok": np.full(len(llc["llc_mean"]), "True", object)}
+  assert row({**t, "llc": passing})["status"] == "mixed"
+  assert "left out" not in row({**t, "llc": passing})["measured"]
+  note = theory._diagnostics_note(llc)
+  assert f"{n_bad} of {len(llc['llc_mean'])} LLC estimates left out" in note and "hollow" in note
+  assert "passed" in theory._diagnostics_note(passing)
+  assert "not recorded" in theory._diagnostics_note({"llc_mean": llc["llc_mean"]})

@@ -13,6 +13,7 @@ import pytest
 from grokjax import checkpoint, runio
 from grokjax.errors import CheckpointError, ConfigError
 from grokjax.slt import apply, invariance
+from grokjax.slt import llc as llc_lib
 
 SETTINGS = dict(sampler="sgld", step_size=1e-4, localization=100.0, num_chains=2, num_draws=12,
                 num_burnin=2, batch_size=64)
@@ -63,6 +64,9 @@ def test_cli_writes_what_the_library_computes(tiny_run_dir, tmp_path):
   np.testing.assert_array_equal(table["step"], [0, last])
   np.testing.assert_allclose(table["llc_mean"], [r["llc_mean"] for r in rows], rtol=1e-4)
   assert (run_dir / "llc.png").stat().st_size > 10_000
+  n_failed = sum(not r["diag_ok"] for r in rows)
+  assert f"diagnostics: {n_failed} of 2 estimates failed" in res.stdout
+  assert set(table["diag_reasons"]) == {r["diag_reasons"] for r in rows}
   bad = _cli("experiments.llc", f"--run_dir={tmp_path / 'nope'}")
   assert bad.returncode == 2 and "not a run folder" in bad.stderr
 
@@ -89,6 +93,18 @@ def test_saturation_flags_chains_that_left_the_basin(tiny_run_dir):
   assert apply.saturated(0.95 * ln97, 0.1, 97)
   assert not apply.saturated(0.5 * ln97, 0.1, 97)  # chains stayed useful
   assert not apply.saturated(ln97, 0.95 * ln97, 97)  # w* itself at chance: not the sampler
+  # the in-program diagnostics agree with the row's saturation rule, in words
+  for row in (hot, cold):
+    assert isinstance(row["diag_ok"], bool) and isinstance(row["diag_reasons"], str)
+    for k in ("diag_slope_z", "diag_rhat", "diag_below_init"):
+      assert np.isfinite(row[k]), k
+    assert 0.0 <= row["diag_below_init"] <= 1.0 and row["diag_rhat"] > 0
+    assert np.isnan(row["diag_accept"]) or 0.0 <= row["diag_accept"] <= 1.0
+    assert (row["diag_reasons"] == "ok") <= row["diag_ok"]
+    assert (llc_lib.describe(16) in row["diag_reasons"].split("; ")) == bool(row["saturated"])
+    if row["saturated"]:
+      assert not row["diag_ok"]
+  assert apply.SATURATION == llc_lib.DIAG_THRESHOLDS["saturation"]
 
 
 def test_invariance_cli_writes_what_the_library_computes(tiny_run_dir, tmp_path):

@@ -9,6 +9,8 @@ figure written as `<stem>.png` and `<stem>.pdf`.
 
   style      rc params, colours, line styles, DPI, log axes, `save(fig, stem)`
   training   accuracy and loss curves (the paper's Fig. 1; a sweep's curves.png)
+  survival   Kaplan-Meier curves of grok time (fraction not yet grokked)
+  phase      phase diagrams: heat maps of a grid's cells and its majority phase
   measures   measures against step, snapshots at four steps, the lead ranking
   causal     the patching grid (Fig. 2) and head-ablation curves
   slt        the LLC over training, sampler calibration, rescaling invariance

@@ -25,12 +25,14 @@ from grokjax.figures.style import plt
 
 def trajectories(panels: Sequence[tuple[dict, str, str]], metrics: dict | None, stem, *,
                  gen_steps: dict[int, float] | None = None, title: str = "",
-                 spread: dict[str, str] | None = None):
+                 spread: dict[str, str] | None = None, hollow: dict[str, str] | None = None):
   """Measures vs step (rows) per weight decay (columns), under a test-accuracy row; [png, pdf].
 
   `panels`: (table, column, label) per measure row. Colour = op, line style = seed;
   dotted verticals at each run's generalisation step (test accuracy 0.5) if given;
-  `spread` maps a column to the column of its ± band (e.g. llc_mean -> llc_std).
+  `spread` maps a column to the column of its ± band (e.g. llc_mean -> llc_std);
+  `hollow` maps a column to a 0/1 column: its points where that is 1 get hollow markers,
+  the others filled ones (e.g. llc_mean -> estimates that failed their diagnostics).
   Without `metrics` there is no accuracy row and the runs are the first panel's.
   """
   runs, ops, wds, seeds = style.layout(metrics if metrics is not None else panels[0][0])
@@ -42,7 +44,7 @@ def trajectories(panels: Sequence[tuple[dict, str, str]], metrics: dict | None, 
       present = set(analysis.runs_of(table)) if column in table else set()
       for r in (r for r in runs if r["run"] in present):
         _trajectory(axes[i, wds.index(r["weight_decay"])], table, column, r, ops, seeds,
-                    (spread or {}).get(column))
+                    (spread or {}).get(column), (hollow or {}).get(column))
         if gen_steps and np.isfinite(gen_steps.get(r["run"], np.nan)):
           axes[i, wds.index(r["weight_decay"])].axvline(
               max(gen_steps[r["run"]], 1), color=style.op_colour(r["op"]), ls=":", lw=0.8)
@@ -64,11 +66,17 @@ def trajectories(panels: Sequence[tuple[dict, str, str]], metrics: dict | None, 
 
 
 def _trajectory(ax, table: dict, column: str, r: dict, ops: list, seeds: list,
-                band: str | None) -> None:
+                band: str | None, hollow: str | None = None) -> None:
   x, y = style.xy(table, r["run"], column)
   c = style.op_colour(r["op"], ops.index(r["op"]))
   ax.plot(x, y, color=c, ls=style.seed_style(seeds, r["seed"]), lw=1.2,
-          marker="." if x.size < 30 else None, ms=3, label=f"{r['op']} seed {r['seed']}")
+          marker="." if x.size < 30 and hollow is None else None, ms=3,
+          label=f"{r['op']} seed {r['seed']}")
+  if hollow is not None:
+    xs, flag = style.xy(table, r["run"], hollow)
+    bad = np.isin(x, xs[flag > 0])
+    ax.plot(x[~bad], y[~bad], "o", color=c, ms=3, ls="none")
+    ax.plot(x[bad], y[bad], "o", color=c, ms=4, ls="none", markerfacecolor="none", mew=0.8)
   if band is not None:
     xs, s = style.xy(table, r["run"], band)
     if np.array_equal(xs, x):  # the band only where both columns are finite

@@ -1,8 +1,8 @@
 """Figures of the SLT lens: the LLC over training, sampler calibration, rescaling invariance.
 
 `llc_over_training` draws llc.csv through `measures.trajectories` (λ̂ with its ± std
-band over chains, under test accuracy); `calibration` draws the arrays
-`grokjax.slt.calibration.calibrate` returns (the chains' traces per setting and λ̂
+band over chains, under test accuracy; estimates that failed their diagnostics hollow);
+`calibration` draws the arrays `grokjax.slt.calibration.calibrate` returns (the chains' traces per setting and λ̂
 against the step size); `invariance` draws one sampler's rows of llc_invariance.csv
 as heat maps over log α × log β.
 
@@ -24,20 +24,39 @@ def first_sampler(llc: dict) -> dict:
   return {k: np.asarray(v)[sel] for k, v in llc.items()}
 
 
+def diag_failed(llc: dict) -> np.ndarray | None:
+  """Per row, whether the estimate failed its sampler diagnostics (diag_ok false).
+
+  None where the table has no diag_ok column. Reads the column as written (bool) and
+  as read back from CSV ('True' / 'False', or 1 / 0).
+  """
+  if "diag_ok" not in llc:
+    return None
+  ok = np.asarray(llc["diag_ok"])
+  if ok.dtype.kind in "OUS":
+    return np.array([str(v).strip().lower() not in ("true", "1") for v in ok])
+  return ~ok.astype(bool)
+
+
 def llc_over_training(llc: dict, metrics: dict | None, stem, *,
                       gen_steps: dict[int, float] | None = None):
   """λ̂ (mean ± std over chains) against step beside test accuracy; [png, pdf].
 
   `metrics` None: λ̂ alone. Only the first sampler of the table is drawn; the title
-  gives its settings.
+  gives its settings. Where the table has diag_ok, estimates that failed their
+  diagnostics are drawn hollow, the others filled.
   """
   llc = first_sampler(llc)
+  failed = diag_failed(llc)
+  if failed is not None:
+    llc = {**llc, "diag_failed": failed.astype(np.float64)}
   g = lambda k: llc[k][0]
   title = (f"LLC, sampler {g('sampler')}, ε={g('step_size'):g}, γ={g('localization'):g}, "
            f"nβ={g('nbeta'):.4g}")
   return measures.trajectories([(llc, "llc_mean", "LLC λ̂ (mean ± std over chains)")], metrics,
                                stem, gen_steps=gen_steps, title=title,
-                               spread={"llc_mean": "llc_std"})
+                               spread={"llc_mean": "llc_std"},
+                               hollow=None if failed is None else {"llc_mean": "diag_failed"})
 
 
 def calibration(out: dict[str, np.ndarray], stem, title: str = ""):

@@ -9,7 +9,8 @@ figures/, tables/<name>.csv).
   tables     loading the run folder's tables, the registry of measures, snapshots
   claims     the analysis and the paper's claims set against it
   context    what a section reads (`Ctx`), provenance and captions
-  overview   header and claims, grokking curves, leads, correlations
+  overview   header and claims, grokking curves, grok time as survival data, leads,
+             correlations
   lenses     causal heads, Fourier, BDM, geometry
   theory     the LLC and the surrogate
 
@@ -29,7 +30,8 @@ from grokjax.report.context import Ctx, provenance
 from grokjax.report.document import Report, fmt
 from grokjax.report.tables import MEASURES, load_tables
 
-SECTIONS = (overview.section_header, overview.section_grokking, lenses.section_causal,
+SECTIONS = (overview.section_header, overview.section_grokking, overview.section_survival,
+            lenses.section_causal,
             lenses.section_fourier, lenses.section_bdm, lenses.section_geometry,
             theory.section_llc, theory.section_surrogate, overview.section_leads,
             overview.section_correlations)

@@ -18,6 +18,7 @@ import dataclasses
 import numpy as np
 
 from grokjax import analysis
+from grokjax.figures.slt import diag_failed
 from grokjax.report.tables import available, measure_tables
 
 @dataclasses.dataclass
@@ -30,10 +31,33 @@ class Results:
   gen_steps: dict[int, float]
 
 
+def failed_llc(llc: dict | None) -> dict[str, int]:
+  """{reasons in words: count} of the llc.csv rows whose diagnostics failed (diag_ok false)."""
+  failed = None if llc is None else diag_failed(llc)
+  if failed is None:
+    return {}
+  reasons = llc["diag_reasons"] if "diag_reasons" in llc else np.full(len(failed), "?")
+  out: dict[str, int] = {}
+  for reason in np.asarray(reasons)[failed]:
+    out[str(reason)] = out.get(str(reason), 0) + 1
+  return out
+
+
+def trusted(tables: dict) -> dict:
+  """The tables with llc.csv's rows that failed their diagnostics left out (None if all did)."""
+  llc = tables.get("llc")
+  failed = None if llc is None else diag_failed(llc)
+  if failed is None or not failed.any():
+    return tables
+  kept = {k: np.asarray(v)[~failed] for k, v in llc.items()}
+  return {**tables, "llc": kept if (~failed).any() else None}
+
+
 def analyse(tables: dict) -> Results:
+  """The analysis of every measure; LLC estimates that failed their diagnostics left out."""
   metrics = tables["metrics"]
   grok = analysis.grokking_table(metrics)
-  mt = measure_tables(tables)
+  mt = measure_tables(trusted(tables))
   transitions = analysis.transition_table(metrics, mt)
   changes = [c for col, t in mt.items() for c in analysis.grokking_change(metrics, t, col)]
   return Results(grok, transitions, analysis.lead_summary(transitions),
@@ -48,14 +72,15 @@ def _sign_word(x: float) -> str:
 def claim_rows(tables: dict, res: Results) -> list[dict]:
   """The paper's claims next to what this run folder measured, with a status each."""
   rows = [_grokking_claim(res.grok)]
-  for _, col, label, sign in available(tables):
+  for source, col, label, sign in available(tables):
     if sign == 0 or col == "test_loss":
       continue
     ch = [c for c in res.changes if c["measure"] == col]
     claim = f"{label} {'rises' if sign > 0 else 'falls'} through grokking"
+    note = _llc_note(tables) if source == "llc" else ""
     if not ch:
       rows.append({"claim": claim, "measure": col, "measured": "no run generalised with this "
-                   "lens measured", "status": "not measured"})
+                   "lens measured" + note, "status": "not measured"})
       continue
     agree = sum(np.sign(c["change"]) == sign for c in ch)
     rel = np.median([c["rel_change"] for c in ch])
@@ -63,9 +88,25 @@ def claim_rows(tables: dict, res: Results) -> list[dict]:
     runs = ", ".join(f"{c['op']} wd{c['weight_decay']:g} s{c['seed']}" for c in ch)
     rows.append({"claim": claim, "measure": col, "status": status,
                  "measured": f"{_sign_word(rel)} (median {100 * rel:+.1f}% plateau -> after) in "
-                             f"{agree}/{len(ch)} runs as claimed ({runs})"})
+                             f"{agree}/{len(ch)} runs as claimed ({runs}){note}"})
   rows.append(_coincidence_claim(res.leads))
   return rows
+
+
+def llc_left_out(tables: dict) -> str:
+  """'k of n LLC estimates left out (failed diagnostics: reason x count, ...)', or ''."""
+  failed = failed_llc(tables.get("llc"))
+  if not failed:
+    return ""
+  k = sum(failed.values())
+  why = "; ".join(f"{reason} x{n}" for reason, n in failed.items())
+  n = len(tables["llc"]["llc_mean"])
+  return f"{k} of {n} LLC estimates left out (failed diagnostics: {why})"
+
+
+def _llc_note(tables: dict) -> str:
+  text = llc_left_out(tables)
+  return f"; {text}" if text else ""
 
 
 def _grokking_claim(grok: list[dict]) -> dict:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 
 from grokjax import plan as plan_lib
+from grokjax import analysis
 from grokjax.figures import measures as measure_figures
+from grokjax.figures import survival as survival_figures
 from grokjax.figures import training
 from grokjax.report import tables as tables_lib
 from grokjax.report.claims import claim_rows, lead_sentences
@@ -34,6 +36,26 @@ def section_grokking(ctx: Ctx) -> None:
       columns=("op", "weight_decay", "seed", "train_acc_099_step", "test_acc_099_step",
                "delay_steps", "gen_step", "final_train_acc", "final_test_acc", "final_step"))
 
+
+def section_survival(ctx: Ctx) -> None:
+  """Grok time as right-censored data: Kaplan-Meier curves and the median grok step."""
+  r = ctx.report
+  r.heading("Grok time as survival data")
+  metrics = ctx.tables["metrics"]
+  paths = survival_figures.km_curves(analysis.survival_curves(metrics),
+                                     ctx.fig_dir / "fig1_survival")
+  ctx.fig(paths, ctx.cap(
+      "Kaplan-Meier estimate of the fraction of runs not yet grokked (test accuracy < 0.99 at "
+      "every evaluation so far) against step (log axis), one line per op (colour) x weight "
+      "decay (line style), shaded: pointwise log-log 95 % interval; '+': a run censored at its "
+      "last evaluation without grokking.", "grok time = first evaluated step with test "
+      "accuracy >= 0.99 (analysis.survival_curves)"))
+  r.table("survival", analysis.survival_table(metrics), caption=(
+      "Per group (its runs differ by seed): runs, events (grokked), censored runs, the "
+      "Kaplan-Meier median grok step with its Brookmeyer-Crowley 95 % interval (n/a: not "
+      "reached within the budget; an n/a upper end: the interval is open), the budget (last "
+      "evaluated step) and the fraction grokked by it. Unlike a mean over the runs that "
+      "grokked, the censored runs count."))
 
 
 def section_leads(ctx: Ctx) -> None:

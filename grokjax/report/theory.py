@@ -15,6 +15,7 @@ from grokjax.errors import RunFolderError
 from grokjax.figures import slt as slt_figures
 from grokjax.figures import surrogate as surrogate_figures
 from grokjax.report import tables as tables_lib
+from grokjax.report.claims import llc_left_out
 from grokjax.report.context import Ctx
 
 def _saturation_note(llc: dict) -> str:
@@ -29,6 +30,17 @@ def _saturation_note(llc: dict) -> str:
           "near chance (mean loss >= 0.9 ln p), so there λ̂ ≈ nβ (ln p - L_n(w*)) reflects "
           "the training loss, not the local geometry; calibrate the sampler")
 
+
+
+def _diagnostics_note(llc: dict) -> str:
+  """How many estimates failed their sampler diagnostics, and that the claim leaves them out."""
+  if "diag_ok" not in llc:
+    return "sampler diagnostics not recorded (llc.csv predates them)"
+  text = llc_left_out({"llc": llc})
+  if not text:
+    return "every estimate passed its sampler diagnostics (grokjax.slt.llc.DIAG_THRESHOLDS)"
+  return (f"**{text}**, drawn hollow; the claims, leads and correlations use only the "
+          "estimates that passed (thresholds: grokjax.slt.llc.DIAG_THRESHOLDS)")
 
 
 def section_llc(ctx: Ctx) -> None:
@@ -49,7 +61,7 @@ def section_llc(ctx: Ctx) -> None:
         f"nβ {g('nbeta'):.4g}, {g('num_chains')} chains x {g('num_draws')} draws "
         f"({g('num_burnin')} burn-in), batch {g('batch_size')}; "
         f"{int(np.sum(llc['diverged']))} diverged chains in total; "
-        f"{_saturation_note(llc)}"))
+        f"{_saturation_note(llc)}; {_diagnostics_note(llc)}"))
   inv = ctx.tables["llc_invariance"]
   if inv is None:
     r.text("Not measured: sampler invariance (llc_invariance.csv is absent).")

@@ -13,6 +13,8 @@ localisation walks out of the basin to models that predict no better than chance
 then λ̂ ≈ nβ (ln p − L_n(w*)) measures the training loss, not the local geometry (seen on
 the paper model with ε = 1e-4, γ = 100: λ̂ ≈ 2,550 ≈ 551 × ln 97 at every trained
 checkpoint). Such rows are flagged, never dropped; calibrate before trusting them.
+Each row also carries the sampler diagnostics of `grokjax.slt.llc` (diag_ok, the failing
+reasons in words, trend z, split-R̂, MALA acceptance, fraction of draws below L_n(w*)).
 
 `invariance_at_checkpoint` runs `grokjax.slt.invariance.rescaling_grid` for several
 samplers on one run at one checkpoint (experiments.llc_invariance and the pipeline).
@@ -59,7 +61,9 @@ def train_data(cfg: SweepConfig, index: int) -> tuple[jax.Array, jax.Array]:
   return jnp.asarray(np.asarray(run.inputs)[keep]), jnp.asarray(np.asarray(run.targets)[keep])
 
 
-SATURATION = 0.9  # fraction of the chance-level loss ln p at which an estimate is flagged
+# fraction of the chance-level loss ln p at which an estimate is flagged: the one threshold
+# the in-program diagnostics use too
+SATURATION = llc_lib.DIAG_THRESHOLDS["saturation"]
 
 
 def saturated(sampled_loss, init_loss, p: int) -> bool:
@@ -82,10 +86,24 @@ def saturation_fields(llc_mean: float, init_loss: float, nbeta: float, p: int) -
           "saturated": int(saturated(sampled, init_loss, p))}
 
 
-def _map_impl(loss_fn, params_S, data, key, step_size, nbeta, localization, *, spec, batch):
+def diag_fields(out: dict[str, np.ndarray], j: int) -> dict:
+  """The diagnostics columns of checkpoint j's llc.csv row (`grokjax.slt.llc` module doc).
+
+  diag_ok (bool: no failing flag), diag_reasons (the flags in words, 'ok' when none),
+  and the numbers behind them: the trend z, split-R̂, the MALA acceptance (NaN where the
+  sampler has none) and the fraction of draws below L_n(w*).
+  """
+  return {"diag_ok": bool(out["diag/ok"][j]),
+          "diag_reasons": llc_lib.describe(int(out["diag/reasons"][j])),
+          **{f"diag_{k}": float(out[f"diag/{k}"][j])
+             for k in ("slope_z", "rhat", "accept", "below_init")}}
+
+
+def _map_impl(loss_fn, params_S, data, key, step_size, nbeta, localization, chance_loss, *,
+              spec, batch):
   def one(params):
     return llc_lib.sample_llc(loss_fn, params, data, key=key, spec=spec, step_size=step_size,
-                              nbeta=nbeta, localization=localization)
+                              nbeta=nbeta, localization=localization, chance_loss=chance_loss)
   return jax.lax.map(one, params_S, batch_size=batch)
 
 
@@ -93,10 +111,15 @@ _map = jax.jit(_map_impl, static_argnames=("loss_fn", "spec", "batch"))
 
 
 def llc_at_checkpoints(loss_fn, params_S, data, *, key, spec: llc_lib.ChainSpec, step_size,
-                       nbeta, localization, checkpoint_batch: int = 1) -> dict[str, np.ndarray]:
-  """sample_llc at each of S stacked checkpoints (leading axis), in one program."""
+                       nbeta, localization, checkpoint_batch: int = 1,
+                       chance_loss: float = np.nan) -> dict[str, np.ndarray]:
+  """sample_llc at each of S stacked checkpoints (leading axis), in one program.
+
+  `chance_loss` (ln p) enables the saturation diagnostic; NaN leaves it unchecked.
+  """
   out = _map(loss_fn, params_S, data, key, jnp.float32(step_size), jnp.float32(nbeta),
-             jnp.float32(localization), spec=spec, batch=max(1, int(checkpoint_batch)))
+             jnp.float32(localization), jnp.float32(chance_loss), spec=spec,
+             batch=max(1, int(checkpoint_batch)))
   return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -106,7 +129,10 @@ def llc_over_training(folder: runio.RunFolder, *, key: jax.Array, sampler="sgld"
                       runs: Sequence[int] | None = None, steps: Sequence[int] | None = None,
                       every: int | None = None, sampler_kwargs: dict | None = None,
                       checkpoint_batch: int = 1, log=print) -> list[dict]:
-  """Tidy rows (run fields, step, settings, llc_mean, llc_std, ...) for llc.csv."""
+  """Tidy rows (run fields, step, settings, llc_mean, llc_std, ..., diag_*) for llc.csv.
+
+  Every row carries the in-program diagnostics (`diag_fields`, chance loss ln p).
+  """
   cfg = folder.cfg
   runs = folder.check_runs(runs)
   chosen = folder.choose_steps(steps=steps, every=every, keep_last=True)
@@ -126,7 +152,8 @@ def llc_over_training(folder: runio.RunFolder, *, key: jax.Array, sampler="sgld"
     params_S = jax.tree.map(lambda a: a[:, k], params_SxR)
     out = llc_at_checkpoints(loss_fn, params_S, data, key=jax.random.fold_in(key, r),
                              spec=spec, step_size=step_size, nbeta=nb,
-                             localization=localization, checkpoint_batch=checkpoint_batch)
+                             localization=localization, checkpoint_batch=checkpoint_batch,
+                             chance_loss=float(np.log(cfg.p)))
     for j, step in enumerate(chosen):
       llc_mean, init_loss = float(out["llc/mean"][j]), float(out["loss/init"][j])
       rows.append({**runio.run_fields(r, cfg.runs[r]), "step": step, "sampler": str(sampler),
@@ -136,7 +163,7 @@ def llc_over_training(folder: runio.RunFolder, *, key: jax.Array, sampler="sgld"
                    "llc_mean": llc_mean, "llc_std": float(out["llc/std"][j]),
                    "init_loss": init_loss, "distance_mean": float(out["distance/mean"][j]),
                    "diverged": int(out["diverged/count"][j]),
-                   **saturation_fields(llc_mean, init_loss, nb, cfg.p)})
+                   **saturation_fields(llc_mean, init_loss, nb, cfg.p), **diag_fields(out, j)})
   return rows
 
 
