@@ -176,7 +176,10 @@ def test_only_process_0_writes(two_process_run, cache):
   for name in ("config.json", "metrics.csv", "summary.csv", "curves.png"):
     assert (run / name).is_file(), name
   assert "grokjax: 4 runs x 30 steps on 4 cpu device(s)" in out0
-  assert [l for l in out1.splitlines() if not l.startswith("[Gloo]")] == []  # gloo's own chatter
+  # gloo's own chatter ("[Gloo] Rank k is connected to n peer ranks ...") is written by its C++
+  # side and can be split across lines when several ranks print at once
+  gloo = ("[Gloo]", "peer ranks")
+  assert [l for l in out1.splitlines() if l.strip() and not any(g in l for g in gloo)] == []
   assert len(runio.load_config(run).runs) == 4
   assert any(cache.iterdir())  # process 0 filled the shared compilation cache
 
