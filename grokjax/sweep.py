@@ -15,6 +15,7 @@ start; checkpoints follow the same rule with `ckpt_every`.
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import shutil
 import time
@@ -24,10 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import checkpoint, multihost, runio, sharding
+from grokjax import checkpoint, folder, multihost, runio, sharding
 from grokjax.analysis.tables import first_step_at
 from grokjax.config import SweepConfig
-from grokjax.errors import CheckpointError, DivergenceError, RunFolderError
+from grokjax.errors import DivergenceError, RunFolderError
 from grokjax.measures.spectral import spectral_summary
 from grokjax.train import (RunData, TrainState, evaluate, init_state, run_data, run_hypers,
                            run_keys, train_step)
@@ -77,10 +78,14 @@ def compile_fns(cfg: SweepConfig):
   return jax.jit(train_until, donate_argnums=0), jax.jit(measure)
 
 
-def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: bool) -> None:
+def check_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: bool) -> bool:
+  """Raises RunFolderError unless `cfg` may be trained into `out` as asked; whether `out`
+  holds anything. Reads only: run it before taking the folder's lock, which creates
+  the folder, and again with the lock held."""
   if resume and overwrite:
     raise RunFolderError("--resume and --overwrite exclude each other")
-  exists = out.exists() and any(out.iterdir())
+  folder.check_target(out)
+  exists = bool(folder.entries(out))
   if exists and not resume and not overwrite:
     raise RunFolderError(f"{out} already exists; pass --resume to continue it or --overwrite "
                          "to replace it")
@@ -88,12 +93,36 @@ def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite:
     raise RunFolderError(f"nothing to resume: {out} does not exist or is empty")
   elif resume:
     runio.check_same_config(out, cfg, hint="--resume needs the config it was trained with")
-  multihost.sync("folder-checked")  # every process looked before process 0 changes it
-  if multihost.is_writer():
-    if exists and overwrite:
-      shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-  multihost.sync("folder-ready")
+  elif exists:
+    folder.check_replaceable(out, "training")
+  return exists
+
+
+@contextlib.contextmanager
+def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: bool,
+                   write: Callable[[str], None] = print):
+  """Holds `out`'s lock (grokjax.folder) while the block runs, with the folder checked
+  again under the lock and ready; yields whether to restore a saved state.
+
+  --overwrite clears the folder only here, after the config and the folder were checked.
+  A resumed folder whose training never saved a state (it was stopped before the
+  first checkpoint) starts again from step 0, without its partial metrics.
+  """
+  with folder.lock(out):
+    exists = check_folder(cfg, out, resume, overwrite)
+    restart = resume and not _state_steps(out)
+    if restart:
+      write(f"{out}: training never saved a state; starting it again from step 0")
+    multihost.sync("folder-checked")  # every process looked before process 0 changes it
+    if multihost.is_writer():
+      if exists and overwrite:
+        folder.clear(out)
+      if restart:
+        if (out / "checkpoints").exists():
+          shutil.rmtree(out / "checkpoints")
+        (out / METRICS).unlink(missing_ok=True)
+    multihost.sync("folder-ready")
+    yield resume and not restart
 
 
 def _truncate_metrics(path: pathlib.Path, upto: int) -> None:
@@ -108,15 +137,15 @@ def _truncate_metrics(path: pathlib.Path, upto: int) -> None:
   path.write_text(lines[0] + "".join(kept))
 
 
+def _state_steps(out: pathlib.Path) -> list[int]:
+  """The saved training states of a run folder ([] when it never saved one)."""
+  if not (out / "checkpoints" / checkpoint.STATE).is_dir():
+    return []
+  return sorted(checkpoint._existing_manager(out, checkpoint.STATE).all_steps())
+
+
 def _restore_latest(out: pathlib.Path, like: TrainState) -> TrainState:
-  try:
-    steps = checkpoint._existing_manager(out, checkpoint.STATE).all_steps()
-  except CheckpointError as e:
-    raise CheckpointError(f"cannot resume {out}: {e}; use --overwrite to start again") from e
-  if not steps:
-    raise CheckpointError(f"cannot resume {out}: no checkpoint in {out}/checkpoints/state; "
-                          "use --overwrite to start again")
-  return checkpoint.restore(out, checkpoint.STATE, max(steps), like)
+  return checkpoint.restore(out, checkpoint.STATE, _state_steps(out)[-1], like)
 
 
 class Progress:
@@ -154,16 +183,25 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
   the runs axis is split over. Raises DivergenceError at the end if a
   run produced a non-finite loss; every run's data is written before that. With several
   processes only process 0 writes files and messages, and the others return [].
+  The folder's lock (grokjax.folder) is held while it trains; --overwrite clears the
+  folder only once everything that can fail before training has been checked.
   """
   cfg.validate()
   writer = multihost.is_writer()
   write = write if writer else (lambda s: None)
   out = pathlib.Path(out_dir)
-  prepare_folder(cfg, out, resume, overwrite)
+  check_folder(cfg, out, resume, overwrite)  # before the setup below, to fail fast
   mesh = sharding.runs_mesh(devices)
+  data, state = stacked_runs(cfg)
+  with prepare_folder(cfg, out, resume, overwrite, write) as resume:
+    return _train(cfg, out, mesh, data, state, resume, on_stop, write)
+
+
+def _train(cfg: SweepConfig, out: pathlib.Path, mesh, data: RunData, state: TrainState,
+           resume: bool, on_stop, write) -> list[dict]:
+  writer = multihost.is_writer()
   n_runs = len(cfg.runs)
   n_pad = sharding.padded_size(n_runs, mesh)
-  data, state = stacked_runs(cfg)
   start = 0
   if resume:
     state = _restore_latest(out, state)
