@@ -15,7 +15,6 @@ start; checkpoints follow the same rule with `ckpt_every`.
 
 from __future__ import annotations
 
-import contextlib
 import pathlib
 import shutil
 import time
@@ -98,31 +97,29 @@ def check_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: b
   return exists
 
 
-@contextlib.contextmanager
 def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: bool,
-                   write: Callable[[str], None] = print):
-  """Holds `out`'s lock (grokjax.folder) while the block runs, with the folder checked
-  again under the lock and ready; yields whether to restore a saved state.
+                   write: Callable[[str], None] = print) -> bool:
+  """Checks `out` again, with its lock (grokjax.folder) held, and makes it ready; whether
+  to restore a saved state.
 
   --overwrite clears the folder only here, after the config and the folder were checked.
   A resumed folder whose training never saved a state (it was stopped before the
   first checkpoint) starts again from step 0, without its partial metrics.
   """
-  with folder.lock(out):
-    exists = check_folder(cfg, out, resume, overwrite)
-    restart = resume and not _state_steps(out)
+  exists = check_folder(cfg, out, resume, overwrite)
+  restart = resume and not _state_steps(out)
+  if restart:
+    write(f"{out}: training never saved a state; starting it again from step 0")
+  multihost.sync("folder-checked")  # every process looked before process 0 changes it
+  if multihost.is_writer():
+    if exists and overwrite:
+      folder.clear(out)
     if restart:
-      write(f"{out}: training never saved a state; starting it again from step 0")
-    multihost.sync("folder-checked")  # every process looked before process 0 changes it
-    if multihost.is_writer():
-      if exists and overwrite:
-        folder.clear(out)
-      if restart:
-        if (out / "checkpoints").exists():
-          shutil.rmtree(out / "checkpoints")
-        (out / METRICS).unlink(missing_ok=True)
-    multihost.sync("folder-ready")
-    yield resume and not restart
+      if (out / "checkpoints").exists():
+        shutil.rmtree(out / "checkpoints")
+      (out / METRICS).unlink(missing_ok=True)
+  multihost.sync("folder-ready")
+  return resume and not restart
 
 
 def _truncate_metrics(path: pathlib.Path, upto: int) -> None:
@@ -190,10 +187,11 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
   writer = multihost.is_writer()
   write = write if writer else (lambda s: None)
   out = pathlib.Path(out_dir)
-  check_folder(cfg, out, resume, overwrite)  # before the setup below, to fail fast
-  mesh = sharding.runs_mesh(devices)
-  data, state = stacked_runs(cfg)
-  with prepare_folder(cfg, out, resume, overwrite, write) as resume:
+  check_folder(cfg, out, resume, overwrite)  # before the lock, which creates the folder
+  with folder.lock(out):
+    mesh = sharding.runs_mesh(devices)
+    data, state = stacked_runs(cfg)  # may fail too: before anything is cleared
+    resume = prepare_folder(cfg, out, resume, overwrite, write)
     return _train(cfg, out, mesh, data, state, resume, on_stop, write)
 
 
