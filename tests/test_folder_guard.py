@@ -109,6 +109,19 @@ def test_overwrite_keeps_a_users_folder_cli(tmp_path):
   assert (d / "thesis.txt").read_text() == "x"
 
 
+def test_phase_overwrite_keeps_a_users_folder_cli(tmp_path):
+  d = tmp_path / "d"
+  d.mkdir()
+  (d / "data").mkdir()
+  (d / "data" / "table.csv").write_text("x")
+  proc, errors = cli("experiments.phase", "--steps=4", "--x_values=0", "--y_values=0.5",
+                     "--overwrite", "--out=d", cwd=tmp_path)
+  assert proc.returncode == 2, proc.stderr
+  assert errors == ["error: d holds 1 entry (data/) and is not a grokjax training run "
+                    "folder; refusing to delete it"], proc.stderr
+  assert [p.name for p in d.iterdir()] == ["data"] and (d / "data" / "table.csv").is_file()
+
+
 def test_overwrite_refuses_the_current_folder_a_file_and_a_surrogate_folder(tmp_path,
                                                                            monkeypatch):
   for i in range(6):
