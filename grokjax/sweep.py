@@ -204,7 +204,7 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
       on_stop(stop)
   params_mgr.wait_until_finished()
   state_mgr.wait_until_finished()
-  # The state's record survives a resume (it is checkpointed); `reported` only covers
+  # The state's record survives a resume (it is checkpointed); `reported` covers only
   # the stops this call trained through.
   final = sharding.to_host(state.diverged_at, n_runs)
   summary = []
@@ -215,10 +215,13 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
     from grokjax.figures import training  # matplotlib only once training is done
 
     training.curves(runio.read_csv(out / METRICS), out / "curves")
-  bad = [{"run": i, "label": spec.label,
-          "diverged_at": min(s for s in (reported.get(i, -1), int(final[i])) if s >= 0)}
-         for i, spec in enumerate(cfg.runs) if i in reported or final[i] >= 0]
-  if bad:
+  # The writer names summary.csv's steps (they also see metrics.csv rows from before a
+  # resume); the other processes know the state and this call's stops.
+  at = ({r["run"]: r["diverged_at"] for r in summary if r["diverged_at"] != ""} if writer else
+        {i: min(s for s in (reported.get(i, -1), int(final[i])) if s >= 0)
+         for i in range(n_runs) if i in reported or final[i] >= 0})
+  if at:
+    bad = [{"run": i, "label": cfg.runs[i].label, "diverged_at": s} for i, s in sorted(at.items())]
     raise DivergenceError(f"{divergence.describe(bad)}; the other runs' results are in {out}")
   return summary
 
