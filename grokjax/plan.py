@@ -53,6 +53,10 @@ class Plan:
   surrogate: dict | None = dataclasses.field(default_factory=dict)  # SurrogateConfig overrides
   snapshot_points: int = 4
   snapshot_matrix: str = "tok_embed"
+  hidden_points: int = 4  # checkpoints of the embedding / hidden-state maps
+  hidden_examples: int | None = None  # PCA on this many examples (None: all p(p-1))
+  hidden_tsne_examples: int = 1000  # t-SNE on a seeded subset of this many (0: no t-SNE)
+  hidden_perplexity: float = 30.0
   seed: int = 0
 
 

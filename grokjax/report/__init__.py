@@ -1,7 +1,7 @@
 """The reproduction report: report.md, a self-contained report.html and CSV tables.
 
 `build_report(run_dir)` reads only the run folder — its tidy tables, snapshots.npz,
-the surrogate/ folder, config.json and plan.json — analyses it, draws the figures
+the surrogate/ folder, hidden.npz, config.json and plan.json — analyses it, draws the figures
 with `grokjax.figures` and writes run_dir/report/ (report.md, report.html,
 figures/, tables/<name>.csv).
 
@@ -12,6 +12,7 @@ figures/, tables/<name>.csv).
   overview   header and claims, grokking curves, grok time as survival data, leads,
              correlations
   lenses     causal heads, Fourier, BDM, geometry
+  hidden_states  PCA and t-SNE maps of the embedding and hidden states (hidden.npz)
   theory     the LLC and the surrogate
 
 >>> # paths = build_report("runs/demo")   # paths["md"], paths["html"], paths["grokking"], ...
@@ -24,7 +25,7 @@ from typing import Callable
 
 from grokjax import plan as plan_lib
 from grokjax.errors import RunFolderError
-from grokjax.report import lenses, overview, theory
+from grokjax.report import hidden_states, lenses, overview, theory
 from grokjax.report.claims import analyse
 from grokjax.report.context import Ctx, provenance
 from grokjax.report.document import Report, fmt
@@ -33,6 +34,7 @@ from grokjax.report.tables import MEASURES, load_tables
 SECTIONS = (overview.section_header, overview.section_grokking, overview.section_survival,
             lenses.section_causal,
             lenses.section_fourier, lenses.section_bdm, lenses.section_geometry,
+            hidden_states.section_hidden,
             theory.section_llc, theory.section_surrogate, overview.section_leads,
             overview.section_correlations)
 
