@@ -239,7 +239,8 @@ def stage_hidden(folder: runio.RunFolder, plan: Plan, write) -> str:
   steps = folder.log_spaced(plan.hidden_points, FIRST_STEP)
   opts = hidden_apply.HiddenOptions(
       steps=tuple(steps), n_examples=plan.hidden_examples,
-      tsne_examples=plan.hidden_tsne_examples, perplexity=plan.hidden_perplexity, seed=plan.seed)
+      tsne_examples=plan.hidden_tsne_examples, tsne_sites=plan.hidden_tsne_sites,
+      perplexity=plan.hidden_perplexity, seed=plan.seed)
   path = folder.file(hidden_apply.FILE)
   old = hidden_apply.load(path)
   if old is not None and old.current(opts, hidden_apply.runs_of(folder.cfg)):

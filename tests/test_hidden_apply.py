@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from grokjax import checkpoint, runio
-from grokjax.errors import RunFolderError
+from grokjax.errors import ConfigError, RunFolderError
 from grokjax.measures import hidden, hidden_apply
 from grokjax.measures.hidden_apply import HiddenOptions
 
@@ -106,4 +106,37 @@ def test_a_step_not_saved_is_refused(tiny_run_dir):
 
   with pytest.raises(GrokjaxError):
     hidden_apply.compute(runio.RunFolder.open(tiny_run_dir), HiddenOptions(steps=(41,)),
+                         write=lambda s: None)
+
+
+def test_the_pipeline_stage_writes_then_reuses(tiny_run_dir, tmp_path):
+  import dataclasses
+  import shutil
+
+  from grokjax import pipeline
+  from grokjax.plan import PLANS
+
+  run = shutil.copytree(tiny_run_dir, tmp_path / "run")
+  folder = runio.RunFolder.open(run)
+  plan = dataclasses.replace(PLANS["tiny"], hidden_points=2, hidden_tsne_examples=0)
+  assert pipeline.stage_hidden(folder, plan, lambda s: None).startswith("done")
+  steps = hidden_apply.load(run / hidden_apply.FILE).head["steps"]
+  assert steps == pipeline.runio.log_spaced(folder.steps, 2, pipeline.FIRST_STEP)
+  assert pipeline.stage_hidden(folder, plan, lambda s: None) == "reused"
+  wider = dataclasses.replace(plan, hidden_examples=100)
+  assert pipeline.stage_hidden(folder, wider, lambda s: None).startswith("done")
+  assert hidden_apply.load(run / hidden_apply.FILE).arrays["x|add"].shape == (100,)
+
+
+@pytest.mark.skipif(not SKLEARN, reason="needs scikit-learn")
+def test_tsne_of_the_ends_only(tiny_run_dir):
+  folder = runio.RunFolder.open(tiny_run_dir)
+  opts = HiddenOptions(steps=(120,), tsne_examples=30, tsne_sites="ends")
+  arrays = hidden_apply.compute(folder, opts, write=lambda s: None)
+  r = hidden_apply.runs_of(folder.cfg)[0]
+  assert sorted(k for k in arrays if k.startswith("tsne|") and f"|{r}|" in k) == [
+      f"tsne|blocks.1|{r}|120", f"tsne|tok_embed|{r}|120"]
+  assert f"pca|blocks.0|{r}|120" in arrays
+  with pytest.raises(ConfigError, match="tsne_sites"):
+    hidden_apply.compute(folder, HiddenOptions(steps=(120,), tsne_sites="middle"),
                          write=lambda s: None)

@@ -11,13 +11,15 @@ grokjax.measures.hidden) are mapped to the plane:
 same '=' token in every example, so there it is one point.) Every cloud gets its PCA
 coordinates and the variance share of its top two axes; where `tsne_examples` > 0 and
 scikit-learn is installed, also a seeded t-SNE map (the hidden states on a seeded
-subset of `tsne_examples` of the PCA examples). Which method ran is recorded: the file
-says 'not installed' where t-SNE was asked for but scikit-learn is absent.
+subset of `tsne_examples` of the PCA examples), of every cloud (`tsne_sites` 'all') or
+of the embedding and the last block only ('ends': t-SNE costs ~9 s of one CPU core per
+1,000 points, PCA of all 9,409 examples well under one). Which method ran is recorded:
+the file says 'not installed' where t-SNE was asked for but scikit-learn is absent.
 
 One npz file, `hidden.npz`, written atomically:
 
   steps [S], runs [R], sites [K]   what it holds
-  format, seed, n_examples (-1: all), tsne_examples, perplexity   the computation
+  format, seed, n_examples (-1: all), tsne_examples, tsne_sites, perplexity   the computation
   tsne_method []                   how the 'tsne|' maps were made, or why there are none
   'x|op', 'answer|op' [N]          labels of the PCA examples of each op
   'tsne_index|op' [M]              the t-SNE subset, as indices into those examples
@@ -45,8 +47,9 @@ from grokjax.errors import ConfigError, RunFolderError
 FILE = "hidden.npz"
 FORMAT = 1  # bumped when the arrays change, so old files are recomputed
 EMBEDDING = "tok_embed"
-HEAD = ("steps", "runs", "sites", "format", "seed", "n_examples", "tsne_examples", "perplexity",
-        "tsne_method")
+HEAD = ("steps", "runs", "sites", "format", "seed", "n_examples", "tsne_examples", "tsne_sites",
+        "perplexity", "tsne_method")
+TSNE_SITES = ("all", "ends")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +59,7 @@ class HiddenOptions:
   steps: tuple[int, ...]
   n_examples: int | None = None  # PCA examples per op (None: all p(p-1))
   tsne_examples: int = 1000  # t-SNE's seeded subset of the PCA examples (0: no t-SNE)
+  tsne_sites: str = "all"  # t-SNE of every cloud, or 'ends': the embedding and the last block
   perplexity: float = 30.0
   seed: int = 0
 
@@ -72,6 +76,13 @@ def tsne_method(opts: HiddenOptions) -> str:
 
 def sites(n_layers: int) -> tuple[str, ...]:
   return (EMBEDDING, *(f"blocks.{l}" for l in range(n_layers)))
+
+
+def tsne_sites(names: Sequence[str], which: str) -> tuple[str, ...]:
+  """The clouds t-SNE maps: all of `names`, or ('ends') the first and the last."""
+  if which not in TSNE_SITES:
+    raise ConfigError(f"tsne_sites must be one of {', '.join(TSNE_SITES)}, got {which!r}")
+  return tuple(names) if which == "all" else (names[0], names[-1])
 
 
 def runs_of(cfg) -> list[int]:
@@ -135,10 +146,12 @@ def compute(folder, opts: HiddenOptions, *,
   method = tsne_method(opts)
   with_tsne = method.startswith("sklearn")
   names = sites(cfg.model_config.n_layers)
+  mapped = tsne_sites(names, opts.tsne_sites)
   arrays = {"steps": np.asarray(opts.steps), "runs": np.asarray(runs), "sites": np.asarray(names),
             "format": np.asarray(FORMAT), "seed": np.asarray(opts.seed),
             "n_examples": np.asarray(-1 if opts.n_examples is None else opts.n_examples),
             "tsne_examples": np.asarray(opts.tsne_examples),
+            "tsne_sites": np.asarray(opts.tsne_sites),
             "perplexity": np.asarray(opts.perplexity), "tsne_method": np.asarray(method)}
   arrays.update({k: v for k, v in labels.items() if not k.startswith("tokens|")})
   for step in opts.steps:
@@ -149,7 +162,7 @@ def compute(folder, opts: HiddenOptions, *,
       for site, m in res.items():
         arrays[f"pca|{site}|{r}|{step}"] = np.asarray(m["coords"], np.float32)
         arrays[f"explained|{site}|{r}|{step}"] = np.asarray(m["explained"], np.float32)
-        if with_tsne:
+        if with_tsne and site in mapped:
           pts = m["points"] if site == EMBEDDING else m["points"][labels[f"tsne_index|{op}"]]
           perplexity = _perplexity(opts, len(pts))
           arrays[f"tsne_perplexity|{site}"] = np.asarray(perplexity)
@@ -185,6 +198,7 @@ class Hidden:
     (a file made without scikit-learn is stale once it is installed)."""
     h = self.head
     want = {"format": FORMAT, "seed": opts.seed, "tsne_examples": opts.tsne_examples,
+            "tsne_sites": opts.tsne_sites,
             "n_examples": -1 if opts.n_examples is None else opts.n_examples,
             "perplexity": opts.perplexity, "tsne_method": tsne_method(opts)}
     return (all(h.get(k) == v for k, v in want.items())

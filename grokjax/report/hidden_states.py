@@ -122,12 +122,15 @@ def section_hidden(ctx: Ctx) -> None:
   for op in ops:
     for method in ("pca", "tsne") if has_tsne else ("pca",):
       for colour in COLOURS:
-        paths = hidden_figures.maps(panels(h, metrics, op, method, colour),
-                                    ctx.fig_dir / f"hidden_{method}_{colour}_{op}",
+        grid = panels(h, metrics, op, method, colour)
+        paths = hidden_figures.maps(grid, ctx.fig_dir / f"hidden_{method}_{colour}_{op}",
                                     label=colour, period=ctx.cfg["p"])
+        blocks = [site_name(s) for s in sites if s != EMBEDDING
+                  and any(f"{method}|{s}|" in k for k in h)]
         ctx.fig(paths, ctx.cap(
             f"{METHODS[method]} of the number embedding (the p rows of tok_embed) and of the "
-            f"residual stream at the answer position after each block, {op}, at checkpoints "
+            f"residual stream at the answer position after {', '.join(blocks)}, {op}, at "
+            f"checkpoints "
             f"{steps} (rows); colour = {COLOURS[colour]} on a cyclic colour map.",
             _settings(h, method, examples, method_note),
             runs=f"seed {ctx.cfg['seeds'][0]} of every weight decay"))
