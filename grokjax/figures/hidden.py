@@ -35,7 +35,7 @@ def maps(panels: Sequence[dict], stem, *, label: str, period: int, title: str = 
   norm = matplotlib.colors.Normalize(vmin=0, vmax=period)
   cmap = plt.get_cmap(CMAP)
   with plt.rc_context(style.RC):
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.9 * len(cols) + 0.6,
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.9 * len(cols) + 0.8,
                              1.9 * len(rows)), squeeze=False)
     for ax in axes.flat:
       ax.axis("off")
@@ -47,8 +47,9 @@ def maps(panels: Sequence[dict], stem, *, label: str, period: int, title: str = 
       ax.set_title(f"{p['column']}: step {p['row']}{note}", fontsize=6.5)
     if title:
       fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 1 - 0.5 / fig.get_figwidth(), 1))
-    bar = fig.add_axes((1 - 0.45 / fig.get_figwidth(), 0.25, 0.12 / fig.get_figwidth(), 0.5))
+    w = fig.get_figwidth()  # the colour bar and its label take the last 0.8 inch
+    fig.tight_layout(rect=(0, 0, 1 - 0.8 / w, 1))
+    bar = fig.add_axes((1 - 0.7 / w, 0.25, 0.12 / w, 0.5))
     fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), cax=bar,
                  ticks=[0, period // 2, period - 1]).set_label(label, fontsize=7)
     return style.save(fig, stem)
@@ -57,7 +58,7 @@ def maps(panels: Sequence[dict], stem, *, label: str, period: int, title: str = 
 def _cloud(ax, coords_Nx2: np.ndarray, labels_N: np.ndarray, cmap, norm) -> None:
   n = coords_Nx2.shape[0]
   # a few hundred points stay legible as dots; thousands need small translucent ones
-  size, alpha = (8, 1.0) if n <= 300 else (max(30 / np.sqrt(n), 0.6), 0.7)
+  size, alpha = (8, 1.0) if n <= 150 else (max(40 / np.sqrt(n), 0.6), 0.7)
   ax.scatter(*coords_Nx2.T, c=cmap(norm(labels_N)), s=size, alpha=alpha, lw=0,
              rasterized=n > 300)
   ax.set_aspect("equal", adjustable="datalim")

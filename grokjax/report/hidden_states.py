@@ -129,7 +129,7 @@ def section_hidden(ctx: Ctx) -> None:
                   and any(f"{method}|{s}|" in k for k in h)]
         ctx.fig(paths, ctx.cap(
             f"{METHODS[method]} of the number embedding (the p rows of tok_embed) and of the "
-            f"residual stream at the answer position after {', '.join(blocks)}, {op}, at "
+            f"residual stream at the answer position after {' and '.join(blocks)} ({op}), at "
             f"checkpoints "
             f"{steps} (rows); colour = {COLOURS[colour]} on a cyclic colour map.",
             _settings(h, method, examples, method_note),
@@ -147,5 +147,5 @@ def _settings(h: dict, method: str, examples: str, method_note: str) -> str:
           if f"tsne_perplexity|{s}" in h}
   perps = ", ".join(f"{site_name(s)} {v:.3g}" for s, v in perp.items())
   m = len(next(v for k, v in h.items() if k.startswith("tsne_index|")))
-  return (f"hidden stage, {method_note}, on {m} seeded examples of the "
-          f"{examples} (the embedding: all p rows), perplexity {perps}")
+  return (f"hidden stage, {method_note}, on {m} seeded examples of the PCA's "
+          f"(the embedding: all p rows), perplexity {perps}")
