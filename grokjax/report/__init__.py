@@ -1,7 +1,7 @@
 """The reproduction report: report.md, a self-contained report.html and CSV tables.
 
 `build_report(run_dir)` reads only the run folder — its tidy tables, snapshots.npz,
-the surrogate/ folder, hidden.npz, config.json and plan.json — analyses it, draws the figures
+the surrogate/ folder, config.json and plan.json — analyses it, draws the figures
 with `grokjax.figures` and writes run_dir/report/ (report.md, report.html,
 figures/, tables/<name>.csv).
 
@@ -12,7 +12,7 @@ figures/, tables/<name>.csv).
   overview   header and claims, grokking curves, grok time as survival data, leads,
              correlations
   lenses     causal heads, Fourier, BDM, geometry
-  hidden_states  PCA and t-SNE maps of the embedding and hidden states (hidden.npz)
+  hidden_states  PCA and t-SNE maps of the embedding and hidden states, from hidden.npz
   theory     the LLC and the surrogate
 
 >>> # paths = build_report("runs/demo")   # paths["md"], paths["html"], paths["grokking"], ...

@@ -36,10 +36,15 @@ def site_name(site: str) -> str:
   return "embedding" if site == EMBEDDING else site.replace("blocks.", "block ")
 
 
+def reported_runs(h: dict, metrics: dict) -> list[int]:
+  """The file's runs that metrics.csv still lists (the report leaves diverged runs out)."""
+  return [r for r in h["runs"].tolist() if np.any(np.asarray(metrics["run"]) == r)]
+
+
 def explained_rows(h: dict, metrics: dict) -> list[dict]:
   """Per run x step x site: the variance shares of the top two PCA axes."""
   rows = []
-  for run in h["runs"].tolist():
+  for run in reported_runs(h, metrics):
     info = analysis.run_info(metrics, run)
     for step in h["steps"].tolist():
       for site in h["sites"].tolist():
@@ -59,7 +64,7 @@ def _test_acc(metrics: dict, run: int, step: int) -> float:
 def panels(h: dict, metrics: dict, op: str, method: str, colour: str) -> list[dict]:
   """The figure's panels for one op: rows steps, columns (weight decay, site)."""
   out = []
-  runs = [r for r in h["runs"].tolist() if analysis.run_info(metrics, r)["op"] == op]
+  runs = [r for r in reported_runs(h, metrics) if analysis.run_info(metrics, r)["op"] == op]
   p = len(h[f"pca|{EMBEDDING}|{runs[0]}|{h['steps'][0]}"])
   for run in sorted(runs, key=lambda r: analysis.run_info(metrics, r)["weight_decay"]):
     wd = analysis.run_info(metrics, run)["weight_decay"]
@@ -110,6 +115,9 @@ def section_hidden(ctx: Ctx) -> None:
     return
   metrics, steps = ctx.tables["metrics"], h["steps"].tolist()
   rows = explained_rows(h, metrics)
+  if not rows:
+    r.text("No map to draw: every mapped run is left out of the report.")
+    return
   sites = h["sites"].tolist()
   r.text(reading(rows, steps, sites[-1]))
   method_note = str(h["tsne_method"])
@@ -118,7 +126,8 @@ def section_hidden(ctx: Ctx) -> None:
   has_tsne = any(k.startswith("tsne|") for k in h)
   if not has_tsne:
     r.text(f"t-SNE maps: none drawn, {method_note}.")
-  ops = list(dict.fromkeys(analysis.run_info(metrics, run)["op"] for run in h["runs"].tolist()))
+  ops = list(dict.fromkeys(analysis.run_info(metrics, run)["op"]
+                           for run in reported_runs(h, metrics)))
   for op in ops:
     for method in ("pca", "tsne") if has_tsne else ("pca",):
       for colour in COLOURS:
