@@ -7,8 +7,9 @@
 Stages (grokjax.pipeline), each skipped when its output in --out is already complete
 (so re-running resumes): train, measures (-> measures.csv), causal (-> causal.csv,
 causal_ablation.csv), llc (-> llc.csv), invariance (-> llc_invariance.csv), surrogate
-(-> surrogate/), snapshots (-> snapshots.npz), and the report (DIR/report/report.md,
-report.html, figures/, tables/; the lens plan is recorded in DIR/plan.json).
+(-> surrogate/), snapshots (-> snapshots.npz), hidden (-> hidden.npz), and the report
+(DIR/report/report.md, report.html, figures/, tables/; the lens plan is recorded in
+DIR/plan.json).
 --skip=llc,invariance leaves stages out; the report says which.
 """
 

@@ -6,7 +6,8 @@ a finished one reused), measures (spectral, Fourier, geometry, BDM -> measures.c
 causal (patching and ablation -> causal.csv, causal_ablation.csv), llc (LLC over
 training -> llc.csv), invariance (LLC of each sampler on a rescaling grid ->
 llc_invariance.csv), surrogate (the SFM -> surrogate/), snapshots (embeddings,
-quantised matrices and Occam-gate maps at four steps -> snapshots.npz), and the report
+quantised matrices and Occam-gate maps at four steps -> snapshots.npz), hidden (PCA and
+t-SNE maps of the embeddings and hidden states at four steps -> hidden.npz), and the report
 (DIR/report/report.md, report.html, figures/, tables/), which reads the lens plan from
 DIR/plan.json. `skip` leaves lens stages out; the report says which.
 
@@ -40,7 +41,8 @@ from grokjax.config import SweepConfig
 from grokjax.errors import ConfigError, DivergenceError, RunFolderError
 from grokjax.plan import Plan
 
-STAGES = ("train", "measures", "causal", "llc", "invariance", "surrogate", "snapshots", "report")
+STAGES = ("train", "measures", "causal", "llc", "invariance", "surrogate", "snapshots", "hidden",
+          "report")
 # the paper's first checkpoint: the log-spaced lens steps start near it (see runio.log_spaced)
 FIRST_STEP = 100
 
@@ -255,6 +257,22 @@ def stage_snapshots(folder: runio.RunFolder, plan: Plan, write) -> str:
   return f"done (steps {steps})"
 
 
+def stage_hidden(folder: runio.RunFolder, plan: Plan, write) -> str:
+  from grokjax.measures import hidden_apply
+
+  steps = folder.log_spaced(plan.hidden_points, FIRST_STEP)
+  opts = hidden_apply.HiddenOptions(
+      steps=tuple(steps), n_examples=plan.hidden_examples,
+      tsne_examples=plan.hidden_tsne_examples, tsne_sites=plan.hidden_tsne_sites,
+      perplexity=plan.hidden_perplexity, seed=plan.seed)
+  path = folder.file(hidden_apply.FILE)
+  old = hidden_apply.load(path)
+  if old is not None and old.current(opts, hidden_apply.runs_of(folder.cfg)):
+    return "reused"
+  hidden_apply.save(path, hidden_apply.compute(folder, opts, write=write))
+  return f"done (steps {steps}; t-SNE: {hidden_apply.tsne_method(opts)})"
+
+
 # ---------------------------------------------------------------- the pipeline
 
 def reproduce(cfg: SweepConfig, out, plan: Plan, *, skip=(), write=print, devices=None) -> dict:
@@ -304,6 +322,7 @@ def _reproduce(cfg: SweepConfig, out: pathlib.Path, plan: Plan, skip, write, dev
         "invariance": lambda: stage_invariance(folder, plan, clock, runs),
         "surrogate": lambda: stage_surrogate(out, plan, clock),
         "snapshots": lambda: stage_snapshots(folder, plan, clock),
+        "hidden": lambda: stage_hidden(folder, plan, clock),
     }
     for name, fn in lenses.items():
       if name in skip:

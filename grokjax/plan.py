@@ -53,6 +53,11 @@ class Plan:
   surrogate: dict | None = dataclasses.field(default_factory=dict)  # SurrogateConfig overrides
   snapshot_points: int = 4
   snapshot_matrix: str = "tok_embed"
+  hidden_points: int = 4  # checkpoints of the embedding / hidden-state maps
+  hidden_examples: int | None = None  # PCA on this many examples (None: all p(p-1))
+  hidden_tsne_examples: int = 1000  # t-SNE on a seeded subset of this many (0: no t-SNE)
+  hidden_tsne_sites: str = "all"  # t-SNE of every cloud, or "ends": embedding and last block
+  hidden_perplexity: float = 30.0
   seed: int = 0
 
 
@@ -64,6 +69,7 @@ PLANS: dict[str, Plan] = {
     "paper": Plan(measure_lenses=WITH_PROGRESS, measure_every=1000, llc_points=16,
                   invariance_grid=30),
     # demo and cpu-quick: lean lens plans, since training takes most of the time budget;
+    # t-SNE (~9 s of a core per 1,000 points) maps 500 examples, embedding and last block;
     # their rescaling grids stay where the rescaling (nearly) preserves the function (on the
     # demo, α < 1 and β = 0.1 or 10 changed the initial loss by 0.6-4.7 nats)
     "cpu-quick": Plan(measure_lenses=WITH_PROGRESS, gc_method="hutchinson", n_examples=128,
@@ -72,20 +78,23 @@ PLANS: dict[str, Plan] = {
                       llc_draws=150, llc_burnin=75, llc_batch=128, llc_all_seeds=False,
                       invariance_grid=3, invariance_samplers=("sgld", "scale_invariant"),
                       invariance_draws=40, invariance_chains=1, alpha_range=(1.0, 10.0),
-                      beta_range=(0.5, 2.0), surrogate=dict(seeds=(0,))),
+                      beta_range=(0.5, 2.0), surrogate=dict(seeds=(0,)),
+                      hidden_tsne_examples=500, hidden_tsne_sites="ends"),
     "demo": Plan(measure_lenses=WITH_PROGRESS, gc_method="hutchinson", n_examples=128,
                  causal_pairs=128,
                  causal_random=3, causal_examples=512, llc_points=4, llc_chains=2, llc_draws=150,
                  llc_burnin=75, llc_batch=128, llc_all_seeds=False, invariance_grid=3,
                  invariance_samplers=("sgld", "scale_invariant"), invariance_draws=40,
                  invariance_chains=1, alpha_range=(1.0, 10.0), beta_range=(0.5, 2.0),
-                 surrogate=dict(ops=("sub",), p=47, penalties=(0.0, 0.3, 1.0), seeds=(0,))),
+                 surrogate=dict(ops=("sub",), p=47, penalties=(0.0, 0.3, 1.0), seeds=(0,)),
+                 hidden_tsne_examples=500, hidden_tsne_sites="ends"),
     "tiny": Plan(n_examples=64, bdm_points=4, causal_points=3, causal_pairs=16,
                  causal_random=2, causal_examples=64, llc_points=3, llc_chains=2, llc_draws=12,
                  llc_burnin=2, llc_batch=32, invariance_grid=2, invariance_samplers=("sgld",),
                  invariance_draws=8, invariance_chains=1,
                  surrogate=dict(ops=("add",), p=7, penalties=(0.0, 1.0), seeds=(0,), steps=60,
-                                eval_points=6)),
+                                eval_points=6),
+                 hidden_tsne_examples=200, hidden_tsne_sites="ends"),
 }
 
 

@@ -13,6 +13,7 @@ named in the header and left out of every table, figure and claim.
   overview   header and claims, grokking curves, grok time as survival data, leads,
              correlations
   lenses     causal heads, Fourier, BDM, geometry
+  hidden_states  PCA and t-SNE maps of the embedding and hidden states, from hidden.npz
   theory     the LLC and the surrogate
 
 >>> # paths = build_report("runs/demo")   # paths["md"], paths["html"], paths["grokking"], ...
@@ -26,7 +27,7 @@ from typing import Callable
 from grokjax import divergence
 from grokjax import plan as plan_lib
 from grokjax.errors import RunFolderError
-from grokjax.report import lenses, overview, theory
+from grokjax.report import hidden_states, lenses, overview, theory
 from grokjax.report.claims import analyse, without_runs
 from grokjax.report.context import Ctx, provenance
 from grokjax.report.document import Report, fmt
@@ -35,6 +36,7 @@ from grokjax.report.tables import MEASURES, load_tables
 SECTIONS = (overview.section_header, overview.section_grokking, overview.section_survival,
             lenses.section_causal,
             lenses.section_fourier, lenses.section_bdm, lenses.section_geometry,
+            hidden_states.section_hidden,
             theory.section_llc, theory.section_surrogate, overview.section_leads,
             overview.section_correlations)
 
