@@ -95,8 +95,8 @@ def save(mgr: ocp.CheckpointManager, step: int, tree) -> None:
   """Saves a host copy (numpy) of `tree` at `step`, and its digest in digests.json.
 
   The digest is of the tree in memory and is written before orbax writes the step, so
-  no finished step lacks its digest and an asynchronous save needs no wait. Digests of
-  steps older than every step the manager keeps are dropped.
+  no finished step lacks its digest and an asynchronous save needs no wait. The digest
+  of a step the manager dropped (max_to_keep) goes at the next save.
   """
   saved = mgr.all_steps()
   if multihost.is_writer() and step not in saved:  # a saved step: orbax refuses it below
