@@ -18,6 +18,7 @@ from absl import app, flags
 from grokjax import runio
 from grokjax.causal import apply
 from grokjax.causal.apply import parse_heads
+from grokjax import folder as folder_lib
 from grokjax.cli import load_run_dir, parse_ints, run_main
 from grokjax.errors import ConfigError
 from grokjax.figures import causal as causal_figures
@@ -49,6 +50,7 @@ def select_runs(cfg) -> list[int]:
 def main(argv):
   del argv
   folder = load_run_dir(_RUN_DIR.value)
+  folder_lib.hold(folder.path)  # until this command ends: one writer per run folder
   run_dir, cfg = folder.path, folder.cfg
   if _METRIC.value not in causal_figures.LABELS:
     raise ConfigError(f"unknown --metric {_METRIC.value!r}; "

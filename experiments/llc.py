@@ -23,6 +23,7 @@ import numpy as np
 from absl import app, flags
 
 from grokjax import runio
+from grokjax import folder as folder_lib
 from grokjax.cli import load_run_dir, parse_ints, run_main
 from grokjax.errors import ConfigError
 from grokjax.figures import slt as slt_figures
@@ -105,6 +106,7 @@ def run_calibration(folder: runio.RunFolder, run: int) -> None:
 def main(argv):
   del argv
   folder = load_run_dir(_RUN_DIR.value)
+  folder_lib.hold(folder.path)  # until this command ends: one writer per run folder
   run_dir = folder.path
   runs = select_runs(folder.cfg)
   if _CALIBRATE.value:

@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from grokjax import divergence, runio
+from grokjax import folder as folder_lib
 from grokjax import plan as plan_lib
 from grokjax.config import SweepConfig
 from grokjax.errors import ConfigError, DivergenceError, RunFolderError
@@ -295,6 +296,29 @@ def reproduce(cfg: SweepConfig, out, plan: Plan, *, skip=(), write=print, device
     raise ConfigError(f"cannot skip {bad}; skippable: {', '.join(STAGES[1:-1])}")
   cfg.validate()
   out = pathlib.Path(out)
+  check_out(cfg, out)  # before the lock, which creates the folder
+  with folder_lib.lock(out):  # across every stage; the training sweep takes it again
+    check_out(cfg, out)
+    return _reproduce(cfg, out, plan, skip, write, devices)
+
+
+def check_out(cfg: SweepConfig, out: pathlib.Path) -> None:
+  """RunFolderError unless `out` is new, empty, or a training run folder of `cfg`."""
+  folder_lib.check_target(out)
+  if not folder_lib.entries(out):
+    return
+  found = folder_lib.kind(out)
+  if found is None:
+    raise RunFolderError(f"{out} holds {folder_lib.describe(out)} and is not a grokjax run "
+                         "folder; reproduce writes a new folder or continues its own: choose "
+                         "another --out")
+  if found != "training":
+    raise RunFolderError(f"{out} is a {found} run folder, not a training one; choose another "
+                         "--out")
+  runio.check_same_config(out, cfg, hint="choose another --out")
+
+
+def _reproduce(cfg: SweepConfig, out: pathlib.Path, plan: Plan, skip, write, devices) -> dict:
   clock = Clock(write)
   clock(f"{len(cfg.runs)} runs x {cfg.steps} steps -> {out}")
   try:

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import checkpoint, divergence, multihost, runio, sharding
+from grokjax import checkpoint, divergence, folder, multihost, runio, sharding
 from grokjax.analysis.tables import first_step_at
 from grokjax.config import SweepConfig
 from grokjax.errors import CheckpointError, DivergenceError, RunFolderError
@@ -77,10 +77,14 @@ def compile_fns(cfg: SweepConfig):
   return jax.jit(train_until, donate_argnums=0), jax.jit(measure)
 
 
-def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: bool) -> None:
+def check_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: bool) -> bool:
+  """Raises RunFolderError unless `cfg` may be trained into `out` as asked; whether `out`
+  holds anything. Reads only: run it before taking the folder's lock, which creates
+  the folder, and again with the lock held."""
   if resume and overwrite:
     raise RunFolderError("--resume and --overwrite exclude each other")
-  exists = out.exists() and any(out.iterdir())
+  folder.check_target(out)
+  exists = bool(folder.entries(out))
   if exists and not resume and not overwrite:
     raise RunFolderError(f"{out} already exists; pass --resume to continue it or --overwrite "
                          "to replace it")
@@ -88,12 +92,34 @@ def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite:
     raise RunFolderError(f"nothing to resume: {out} does not exist or is empty")
   elif resume:
     runio.check_same_config(out, cfg, hint="--resume needs the config it was trained with")
+  elif exists:
+    folder.check_replaceable(out, "training")
+  return exists
+
+
+def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: bool,
+                   write: Callable[[str], None] = print) -> bool:
+  """Checks `out` again, with its lock (grokjax.folder) held, and makes it ready; whether
+  to restore a saved state.
+
+  --overwrite clears the folder only here, after the config and the folder were checked.
+  A resumed folder whose training never saved a state (it was stopped before the
+  first checkpoint) starts again from step 0, without its partial metrics.
+  """
+  exists = check_folder(cfg, out, resume, overwrite)
+  restart = resume and not _state_steps(out)
+  if restart:
+    write(f"{out}: training never saved a state; starting it again from step 0")
   multihost.sync("folder-checked")  # every process looked before process 0 changes it
   if multihost.is_writer():
     if exists and overwrite:
-      shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+      folder.clear(out)
+    if restart:
+      if (out / "checkpoints").exists():
+        shutil.rmtree(out / "checkpoints")
+      (out / METRICS).unlink(missing_ok=True)
   multihost.sync("folder-ready")
+  return resume and not restart
 
 
 def _truncate_metrics(path: pathlib.Path, upto: int) -> None:
@@ -115,20 +141,20 @@ def _truncate_metrics(path: pathlib.Path, upto: int) -> None:
     path.unlink()  # the resumed sweep writes the header again
 
 
+def _state_steps(out: pathlib.Path) -> list[int]:
+  """The saved training states of a run folder ([] when it never saved one)."""
+  if not (out / "checkpoints" / checkpoint.STATE).is_dir():
+    return []
+  return sorted(checkpoint._existing_manager(out, checkpoint.STATE).all_steps())
+
+
 def _restore_latest(out: pathlib.Path, like: TrainState,
                     write: Callable[[str], None] = print) -> TrainState:
   """The newest state checkpoint that reads back intact. Where a newer one is corrupted
   (a digest mismatch, a file orbax cannot read) it says so in one line and deletes the
   steps after the one restored, which the resumed sweep saves again."""
-  try:
-    steps = checkpoint._existing_manager(out, checkpoint.STATE).all_steps()
-  except CheckpointError as e:
-    raise CheckpointError(f"cannot resume {out}: {e}; use --overwrite to start again") from e
-  if not steps:
-    raise CheckpointError(f"cannot resume {out}: no checkpoint in {out}/checkpoints/state; "
-                          "use --overwrite to start again")
   bad = []
-  for step in sorted(steps, reverse=True):
+  for step in reversed(_state_steps(out)):
     try:
       state = checkpoint.restore(out, checkpoint.STATE, step, like)
     except CheckpointError as e:
@@ -138,7 +164,8 @@ def _restore_latest(out: pathlib.Path, like: TrainState,
       write(f"warning: {bad[0][1]}; resuming from the older state checkpoint at step {step}")
       checkpoint.discard_after(out, step)
     return state
-  raise CheckpointError(f"cannot resume {out}: no state checkpoint is intact ({bad[0][1]}); "
+  why = f" ({bad[0][1]})" if bad else f": {out}/checkpoints/state holds none"
+  raise CheckpointError(f"cannot resume {out}: no state checkpoint is intact{why}; "
                         "use --overwrite to start again")
 
 
@@ -178,16 +205,26 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
   run produced a non-finite loss (summary.csv's `diverged_at` says at which step);
   every run's data is written before that. With several
   processes only process 0 writes files and messages, and the others return [].
+  The folder's lock (grokjax.folder) is held while it trains; --overwrite clears the
+  folder only once everything that can fail before training has been checked.
   """
   cfg.validate()
   writer = multihost.is_writer()
   write = write if writer else (lambda s: None)
   out = pathlib.Path(out_dir)
-  prepare_folder(cfg, out, resume, overwrite)
-  mesh = sharding.runs_mesh(devices)
+  check_folder(cfg, out, resume, overwrite)  # before the lock, which creates the folder
+  with folder.lock(out):
+    mesh = sharding.runs_mesh(devices)
+    data, state = stacked_runs(cfg)  # may fail too: before anything is cleared
+    resume = prepare_folder(cfg, out, resume, overwrite, write)
+    return _train(cfg, out, mesh, data, state, resume, on_stop, write)
+
+
+def _train(cfg: SweepConfig, out: pathlib.Path, mesh, data: RunData, state: TrainState,
+           resume: bool, on_stop, write) -> list[dict]:
+  writer = multihost.is_writer()
   n_runs = len(cfg.runs)
   n_pad = sharding.padded_size(n_runs, mesh)
-  data, state = stacked_runs(cfg)
   start = 0
   if resume:
     state = _restore_latest(out, state, write)
