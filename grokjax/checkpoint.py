@@ -11,11 +11,20 @@ A run folder keeps two orbax `CheckpointManager`s under `checkpoints/`:
 `load_stacked_params` (every run at one step) are built on it, and
 `runio.RunFolder.params` calls it with the folder's parsed config.
 
+Orbax does not verify what it reads back, so each manager's folder also holds
+`digests.json`: step -> SHA-256 of the tree given to `save` (each host numpy leaf's
+dtype, shape and bytes, in tree order), computed from that in-memory tree and written
+(atomically, by the writing process) when `save` is called, independently of when orbax
+finalises the step, so it holds for asynchronous saves as well. `restore` recomputes the
+digest of what it read and raises CheckpointError on a mismatch. Steps saved without a
+digest (folders from before digests) are restored unchecked.
+
 >>> # params = load_params("runs/demo", 2000, op="sub", seed=42, weight_decay=1.0)
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 from typing import Sequence
@@ -24,11 +33,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from grokjax import runio
+from grokjax import multihost, runio
 from grokjax.config import SweepConfig
-from grokjax.errors import CheckpointError
+from grokjax.errors import CheckpointError, RunFolderError
 
 PARAMS, STATE = "params", "state"
+DIGESTS = "digests.json"
 
 
 def manager(run_dir, kind: str, *, read_only: bool = False, max_to_keep: int | None = None):
@@ -50,24 +60,88 @@ def list_steps(run_dir: str | os.PathLike) -> list[int]:
   return sorted(_existing_manager(run_dir, PARAMS).all_steps())
 
 
+def digest(tree) -> str:
+  """SHA-256 over the leaves of a tree of host arrays: dtype, shape and bytes, in tree order."""
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(tree):
+    a = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f"{a.dtype.str}{a.shape};".encode())
+    h.update(a.reshape(-1).view(np.uint8).data)
+  return h.hexdigest()
+
+
+def _digest_file(root) -> pathlib.Path:
+  return pathlib.Path(root) / DIGESTS
+
+
+def read_digests(root) -> dict[int, str]:
+  """step -> digest of a manager folder (checkpoints/<kind>); {} where it has none."""
+  path = _digest_file(root)
+  if not path.is_file():
+    return {}
+  try:
+    record = runio.read_json(path)
+    return {int(k): str(v) for k, v in record.items()}
+  except (RunFolderError, AttributeError, ValueError) as e:
+    raise CheckpointError(f"{path} is corrupted ({e}); restore it or delete it to load the "
+                          "checkpoints unchecked") from e
+
+
+def _write_digests(root, digests: dict[int, str]) -> None:
+  runio.write_json(_digest_file(root), {str(k): v for k, v in sorted(digests.items())})
+
+
 def save(mgr: ocp.CheckpointManager, step: int, tree) -> None:
-  """Saves a host copy (numpy) of `tree` at `step`."""
+  """Saves a host copy (numpy) of `tree` at `step`, and its digest in digests.json.
+
+  The digest is of the tree in memory and is written before orbax writes the step, so
+  no finished step lacks its digest and an asynchronous save needs no wait. The digest
+  of a step the manager dropped (max_to_keep) goes at the next save.
+  """
+  saved = mgr.all_steps()
+  if multihost.is_writer() and step not in saved:  # a saved step: orbax refuses it below
+    root = pathlib.Path(mgr.directory)
+    oldest = min([step, *saved])
+    digests = {s: d for s, d in read_digests(root).items() if s >= oldest}
+    _write_digests(root, {**digests, step: digest(tree)})
   mgr.save(step, args=ocp.args.StandardSave(tree))
 
 
 def restore(run_dir, kind: str, step: int, like):
-  """Restores the tree saved at `step`, with the structure and shapes of `like`."""
+  """Restores the tree saved at `step`, with the structure and shapes of `like`.
+
+  CheckpointError where orbax cannot read it or where it does not match the digest
+  recorded when it was saved (a step without a recorded digest is not checked).
+  """
   mgr = _existing_manager(run_dir, kind)
   if step not in mgr.all_steps():
     saved = sorted(mgr.all_steps())
     raise CheckpointError(f"step {step} was not saved in {run_dir} ({kind}); saved: {saved}")
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), like)
   path = pathlib.Path(run_dir) / "checkpoints" / kind / str(step)
+  want = read_digests(path.parent).get(step)
   try:
-    return mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+    tree = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
   except (ValueError, KeyError, OSError, RuntimeError, TypeError) as e:
     raise CheckpointError(f"checkpoint {path} is missing or corrupted: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}") from e
+  if want is not None and digest(tree) != want:
+    raise CheckpointError(f"checkpoint {path} does not match its checksum (corrupted on disk)")
+  return tree
+
+
+def discard_after(run_dir, step: int) -> None:
+  """Deletes every saved step after `step` (params and state) with its digest, so that a
+  sweep resumed from `step` saves them again. Every process calls it (orbax syncs)."""
+  for kind in (PARAMS, STATE):
+    mgr = manager(run_dir, kind)
+    later = [s for s in mgr.all_steps() if s > step]
+    for s in later:
+      mgr.delete(s)
+    if later and multihost.is_writer():
+      digests = read_digests(mgr.directory)
+      _write_digests(mgr.directory, {s: d for s, d in digests.items() if s <= step})
+    mgr.close()
 
 
 def load_runs(run_dir: str | os.PathLike, cfg: SweepConfig, steps: Sequence[int],

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import types
+import typing
 from typing import Any
 
 from grokjax.errors import ConfigError
@@ -187,6 +189,11 @@ class SweepConfig:
     unknown = set(d) - names
     if unknown:
       raise ConfigError(f"unknown config keys: {sorted(unknown)}")
+    hints = typing.get_type_hints(cls)
+    for k, v in d.items():
+      if not _matches(v, hints[k]):
+        shown = repr(v) if len(repr(v)) <= 60 else repr(v)[:57] + "..."
+        raise ConfigError(f"config field {k!r} must be {_describe(hints[k])}, got {shown}")
     tuples = {k: tuple(v) for k, v in d.items() if isinstance(v, list)}
     return cls(**{**d, **tuples})
 
@@ -252,6 +259,32 @@ class SweepConfig:
       if len(getattr(self, name)) > 1 and not used:
         raise ConfigError(f"{name} has {len(getattr(self, name))} values but only "
                           f"{why} with a grokfast_lamb > 0 uses it")
+
+
+def _matches(value, hint) -> bool:
+  """Whether a JSON value fits a field's type hint (a list stands for a tuple; an
+  integer is a number, a bool is neither)."""
+  origin, args = typing.get_origin(hint), typing.get_args(hint)
+  if origin in (typing.Union, types.UnionType):
+    return any(_matches(value, a) for a in args)
+  if origin is tuple:
+    return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value)
+  if isinstance(value, bool):
+    return hint is bool
+  if hint is float:
+    return isinstance(value, (int, float))
+  return isinstance(value, hint)
+
+
+def _describe(hint) -> str:
+  origin, args = typing.get_origin(hint), typing.get_args(hint)
+  if origin in (typing.Union, types.UnionType):
+    return " or ".join(_describe(a) for a in args)
+  if origin is tuple:
+    return f"a list whose items are each {_describe(args[0])}"
+  names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+           type(None): "null"}
+  return names.get(hint, hint.__name__)
 
 
 PRESETS: dict[str, SweepConfig] = {

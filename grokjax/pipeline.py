@@ -27,7 +27,6 @@ reads config, steps and parameters through that value.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import time
 from typing import Callable
@@ -41,6 +40,7 @@ from grokjax.config import SweepConfig
 from grokjax.errors import ConfigError, DivergenceError, RunFolderError
 from grokjax.plan import Plan
 
+TIMINGS = "reproduce_timings.json"
 STAGES = ("train", "measures", "causal", "llc", "invariance", "surrogate", "snapshots", "hidden",
           "report")
 # the paper's first checkpoint: the log-spaced lens steps start near it (see runio.log_spaced)
@@ -67,14 +67,25 @@ class Clock:
 
 # ---------------------------------------------------------------- helpers
 
-def _steps_done(folder: runio.RunFolder, name: str, runs, steps: list[int], **match) -> bool:
+def _stage_table(folder: runio.RunFolder, name: str, write) -> dict | None:
+  """DIR/<name>.csv of a stage that writes the whole table, or None where it is absent or
+  cannot be read (truncated or edited: said in one line, and the stage recomputes it)."""
+  if not folder.has_table(name):
+    return None
+  try:
+    return folder.table(name)
+  except RunFolderError as e:
+    write(f"{e}; recomputing it")
+    return None
+
+
+def _steps_done(folder: runio.RunFolder, name: str, runs, steps: list[int], write,
+                **match) -> bool:
   """Whether the tidy table DIR/<name>.csv has a row for every run x step (with the given
   column values). `runs`: the run indices, or their number (runs 0..n-1)."""
   runs = range(runs) if isinstance(runs, int) else runs
-  if not folder.has_table(name):
-    return False
-  t = folder.table(name)
-  if not t or "run" not in t:
+  t = _stage_table(folder, name, write)
+  if not t or "run" not in t or "step" not in t:
     return False
   sel = np.ones(len(t["run"]), bool)
   for k, v in match.items():
@@ -87,12 +98,24 @@ def _steps_done(folder: runio.RunFolder, name: str, runs, steps: list[int], **ma
 
 
 def _save_timings(out: pathlib.Path, clock: Clock) -> None:
-  path = out / "reproduce_timings.json"
-  old = json.loads(path.read_text()) if path.is_file() else {}
+  """Merges this run's stage timings into reproduce_timings.json (a stage reused now keeps
+  the time it took when it was done). The file is informational only, so an unreadable
+  one is replaced, with one line saying so, rather than stopping the pipeline."""
+  path = out / TIMINGS
+  old = {}
+  if path.is_file():
+    try:
+      old = runio.read_json(path)
+    except RunFolderError as e:
+      clock(f"warning: {e}; rewriting it with this run's timings only")
+    if not (isinstance(old, dict) and all(isinstance(v, dict) for v in old.values())):
+      clock(f"warning: {path} is not a table of stage timings; rewriting it with this run's "
+            "timings only")
+      old = {}
   for k, v in clock.stages.items():
     if v["status"].startswith("done") or k not in old:
       old[k] = v
-  path.write_text(json.dumps(old, indent=2) + "\n")
+  runio.write_json(path, old)
 
 
 # ---------------------------------------------------------------- stages
@@ -106,7 +129,9 @@ def stage_train(cfg: SweepConfig, out: pathlib.Path, write, devices=None) -> str
     return _train(lambda: sweep.train_sweep(cfg, out, write=write, devices=devices), "done")
   runio.check_same_config(out, cfg, hint="choose another --out")
   metrics = out / sweep.METRICS
-  last = int(runio.read_csv(metrics)["step"].max()) if metrics.is_file() else -1
+  # a killed sweep can leave a cut-off last row: resuming drops it
+  done = runio.read_csv(metrics, drop_partial_last=True) if metrics.is_file() else {}
+  last = int(done["step"].max()) if done.get("step") is not None and done["step"].size else -1
   if last >= cfg.steps and checkpoint.list_steps(out)[-1] == cfg.steps:
     return "reused (training finished)"
   return _train(lambda: sweep.train_sweep(cfg, out, resume=True, write=write, devices=devices),
@@ -162,7 +187,7 @@ def stage_causal(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str:
 
   runs = folder.check_runs(runs)
   steps = folder.log_spaced(plan.causal_points, FIRST_STEP)
-  if _steps_done(folder, "causal", runs, steps):
+  if _steps_done(folder, "causal", runs, steps, write):
     return "reused"
   opts = apply.CausalOptions(n_pairs=plan.causal_pairs, n_random=plan.causal_random,
                              ablation_examples=plan.causal_examples, seed=plan.seed)
@@ -183,7 +208,7 @@ def stage_llc(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str:
           if plan.llc_all_seeds or cfg.runs[i].seed == cfg.seeds[0]]
   if not runs:
     return "skipped (the runs it measures diverged)"
-  if _steps_done(folder, "llc", runs, steps, sampler=plan.llc_sampler,
+  if _steps_done(folder, "llc", runs, steps, write, sampler=plan.llc_sampler,
                  num_draws=plan.llc_draws, step_size=plan.llc_step_size):
     return "reused"
   rows = apply.llc_over_training(
@@ -210,8 +235,8 @@ def stage_invariance(folder: runio.RunFolder, plan: Plan, write, runs=None) -> s
 
   alphas = invariance.log_grid(plan.invariance_grid, *plan.alpha_range)
   betas = invariance.log_grid(plan.invariance_grid, *plan.beta_range)
-  if folder.has_table("llc_invariance"):
-    t = folder.table("llc_invariance")
+  t = _stage_table(folder, "llc_invariance", write)
+  if t:
     def same(sel, col, grid):
       have = np.unique(t[col][sel])
       return have.shape == grid.shape and np.allclose(have, grid, rtol=1e-5)
@@ -249,7 +274,11 @@ def stage_snapshots(folder: runio.RunFolder, plan: Plan, write) -> str:
 
   path = folder.file(snapshots.FILE)
   steps = folder.log_spaced(plan.snapshot_points, FIRST_STEP)
-  old = snapshots.load(path)
+  try:
+    old = snapshots.load(path)
+  except RunFolderError as e:  # e.g. cut off by a killed write
+    write(f"{e}; recomputing it")
+    old = None
   if old is not None and old.current(steps, plan.snapshot_matrix):
     return "reused"
   snapshots.save(path, snapshots.compute(folder, steps, matrix=plan.snapshot_matrix,

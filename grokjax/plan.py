@@ -9,10 +9,10 @@ reads it back from there.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 
+from grokjax import runio
 from grokjax.errors import RunFolderError
 
 PLAN_FILE = "plan.json"
@@ -122,8 +122,7 @@ def _tuples(v):
 
 
 def save(run_dir: str | os.PathLike, plan: Plan) -> None:
-  path = pathlib.Path(run_dir) / PLAN_FILE
-  path.write_text(json.dumps(to_dict(plan), indent=2) + "\n")
+  runio.write_json(pathlib.Path(run_dir) / PLAN_FILE, to_dict(plan))
 
 
 def load(run_dir: str | os.PathLike) -> Plan | None:
@@ -131,7 +130,11 @@ def load(run_dir: str | os.PathLike) -> Plan | None:
   path = pathlib.Path(run_dir) / PLAN_FILE
   if not path.is_file():
     return None
+  record = runio.read_json(path)
+  if not isinstance(record, dict):
+    raise RunFolderError(f"cannot read {path}: it holds no plan object; the file is corrupted "
+                         "or was edited")
   try:
-    return from_dict(json.loads(path.read_text()))
-  except (json.JSONDecodeError, TypeError) as e:
+    return from_dict(record)
+  except TypeError as e:
     raise RunFolderError(f"cannot read {path}: {e}") from e

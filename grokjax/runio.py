@@ -15,16 +15,19 @@ once), tables, and checked step and run choices.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime
 import importlib.metadata
+import io
 import json
 import math
 import os
 import pathlib
+import secrets
 import subprocess
-from typing import Iterable, Sequence
+from typing import IO, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -32,6 +35,8 @@ from grokjax.config import RunSpec, SweepConfig
 from grokjax.errors import CheckpointError, ConfigError, RunFolderError
 
 RUN_COLUMNS = ("run", "op", "seed", "weight_decay", "lr", "train_frac")
+# columns that are numbers in every table that has them: a stray string there is an error
+NUMERIC_COLUMNS = ("run", "step", "seed", "weight_decay", "lr", "train_frac")
 # after RUN_COLUMNS, in sweeps whose optimizer has them (config.OPTIMIZER_FIELDS)
 OPTIMIZER_COLUMNS = ("grokfast_alpha", "grokfast_lamb", "grokfast_window", "weight_norm")
 PACKAGES = ("grokjax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "pybdm",
@@ -76,23 +81,76 @@ def provenance(devices: Sequence[str]) -> dict:
   }
 
 
+# ---------------------------------------------------------------- whole-file writes
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kw) -> Iterator[IO]:
+  """A file object on a new file beside `path` that replaces `path` when the block ends.
+
+  Readers see the old file or the new one, never a half-written one: a process killed
+  mid-write leaves a hidden `.<name>.*.tmp` file and the old `path` untouched. The data
+  is flushed to disk before the rename. On an exception the temporary file is removed.
+  `mode` is 'w' (text, newline="" unless given) or 'wb'.
+  """
+  path = pathlib.Path(path)
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+  # os.open with 0o666 keeps the umask's permissions (mkstemp would make the file 0600)
+  fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+  if "b" not in mode:
+    open_kw.setdefault("newline", "")
+  try:
+    with os.fdopen(fd, mode, **open_kw) as f:
+      yield f
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
+
+
+def write_json(path: str | os.PathLike, record) -> None:
+  """`record` as indented JSON, written atomically (see atomic_write)."""
+  with atomic_write(path) as f:
+    f.write(json.dumps(record, indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike):
+  """A JSON file's value; RunFolderError naming the file where it is not JSON text."""
+  path = pathlib.Path(path)
+  try:
+    return json.loads(path.read_bytes().decode("utf-8"))
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise RunFolderError(f"cannot read {path}: it is not JSON text ({e}); the file is "
+                         "corrupted or was edited") from e
+
+
 def write_config(run_dir: str | os.PathLike, cfg: SweepConfig, devices: Sequence[str]) -> None:
   record = {"config": cfg.to_dict(),
             "runs": [run_fields(i, s) for i, s in enumerate(cfg.runs)],
             **provenance(devices)}
-  path = pathlib.Path(run_dir) / "config.json"
-  path.write_text(json.dumps(record, indent=2) + "\n")
+  write_json(pathlib.Path(run_dir) / "config.json", record)
 
 
 def load_config(run_dir: str | os.PathLike) -> SweepConfig:
-  """The SweepConfig a run folder was trained with."""
+  """The SweepConfig a run folder was trained with, type-checked and validated.
+
+  RunFolderError (one line naming the file and the field) where config.json is not
+  JSON, lacks the config, or holds a field of the wrong type or an invalid value.
+  """
   path = pathlib.Path(run_dir) / "config.json"
   if not path.is_file():
     raise RunFolderError(f"{run_dir} is not a run folder: {path} does not exist")
+  record = read_json(path)
+  if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+    raise RunFolderError(f"cannot read {path}: it has no \"config\" object; the file is "
+                         "corrupted or was edited")
   try:
-    return SweepConfig.from_dict(json.loads(path.read_text())["config"])
-  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    cfg = SweepConfig.from_dict(record["config"])
+    cfg.validate()
+  except ConfigError as e:
     raise RunFolderError(f"cannot read {path}: {e}") from e
+  return cfg
 
 
 def check_same_config(run_dir: str | os.PathLike, cfg: SweepConfig, *, hint: str) -> None:
@@ -268,25 +326,57 @@ def _cell(v) -> str:
 
 
 def write_csv(path: str | os.PathLike, rows: Iterable[dict], append: bool = False) -> None:
-  """Writes (or appends) dict rows; the header is the first row's keys."""
+  """Writes (or appends) dict rows; the header is the first row's keys.
+
+  A whole table is written atomically (see atomic_write). Appending (metrics.csv at
+  each evaluation stop) adds whole lines to an existing file, whose header it reuses;
+  a process killed mid-append can leave an incomplete last line, which read_csv
+  reports (or drops, with drop_partial_last) and `--resume` removes.
+  """
   rows = list(rows)
   if not rows:
     return
   path = pathlib.Path(path)
-  exists = append and path.is_file() and path.stat().st_size > 0
-  with open(path, "a" if exists else "w", newline="") as f:
-    writer = csv.writer(f)
-    keys = list(rows[0])
-    if exists:
-      with open(path, newline="") as g:
-        keys = next(csv.reader(g))
-    else:
-      writer.writerow(keys)
-    for row in rows:
-      writer.writerow([_cell(row[k]) for k in keys])
+  if append and path.is_file() and path.stat().st_size > 0:
+    keys = _appendable_header(path)
+    with open(path, "a", newline="") as f:
+      _write_rows(f, None, keys, rows)
+    return
+  with atomic_write(path) as f:
+    _write_rows(f, list(rows[0]), list(rows[0]), rows)
 
 
-def _parse(values: list[str]) -> np.ndarray:
+def _write_rows(f, header: list[str] | None, keys: list[str], rows: list[dict]) -> None:
+  writer = csv.writer(f)
+  if header is not None:
+    writer.writerow(header)
+  for row in rows:
+    writer.writerow([_cell(row[k]) for k in keys])
+
+
+def _appendable_header(path: pathlib.Path) -> list[str]:
+  """The header of a table that ends with a whole line (appending would glue a row to
+  a cut-off one otherwise)."""
+  with open(path, "rb") as f:
+    f.seek(-1, os.SEEK_END)
+    if f.read(1) not in (b"\n", b"\r"):
+      raise RunFolderError(f"cannot append to {path}: its last line is incomplete (a write "
+                           "was cut off); resume the sweep with --resume to repair it")
+  with open(path, newline="") as g:
+    return next(csv.reader(g))
+
+
+def _is_number(v: str) -> bool:
+  try:
+    float(v)
+  except ValueError:
+    return False
+  return True
+
+
+def _parse(path: pathlib.Path, name: str, values: list[str], lines: list[int]) -> np.ndarray:
+  """int64, else float64, else strings; a stray string in a column of numbers (always in
+  NUMERIC_COLUMNS; elsewhere where numbers outnumber the non-empty strings) raises."""
   try:
     return np.array([int(v) for v in values], dtype=np.int64)
   except ValueError:
@@ -294,19 +384,55 @@ def _parse(values: list[str]) -> np.ndarray:
   try:
     return np.array([float(v) for v in values], dtype=np.float64)
   except ValueError:
-    return np.array(values, dtype=object)
+    pass
+  bad = [i for i, v in enumerate(values) if not _is_number(v) and (v or name in NUMERIC_COLUMNS)]
+  numbers = sum(1 for v in values if v and _is_number(v))
+  if bad and (name in NUMERIC_COLUMNS or numbers > len(bad)):
+    i = bad[0]
+    raise RunFolderError(f"{path} line {lines[i]}: column {name!r} holds {values[i]!r} where "
+                         "a number belongs; the file was edited or is corrupted")
+  return np.array(values, dtype=object)
 
 
-def read_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """A tidy CSV as columns: int64, float64 or object (strings) arrays."""
+def read_csv(path: str | os.PathLike, *, drop_partial_last: bool = False
+             ) -> dict[str, np.ndarray]:
+  """A tidy CSV as columns: int64, float64 or object (strings) arrays.
+
+  Raises RunFolderError naming the file and line where a row's length differs from the
+  header's, where the last line is incomplete (no line end: a write was cut off), where
+  a column of numbers holds a stray string (see _parse), or where the file is not text.
+  `drop_partial_last` drops an incomplete last line instead (metrics.csv is appended
+  during training, so a killed sweep can leave one).
+  """
   path = pathlib.Path(path)
   if not path.is_file():
     raise RunFolderError(f"{path} does not exist")
-  with open(path, newline="") as f:
-    reader = csv.reader(f)
-    header = next(reader, None)
-    rows = list(reader)
-  if header is None:
+  try:
+    text = path.read_bytes().decode("utf-8")
+    records = list(_records(text))
+  except (UnicodeDecodeError, csv.Error) as e:
+    raise RunFolderError(f"cannot read {path}: it is not a CSV table ({e}); the file is "
+                         "corrupted or was edited") from e
+  if records and not text.endswith(("\n", "\r")):
+    if not drop_partial_last:
+      raise RunFolderError(f"{path} line {records[-1][1]} is incomplete (no line end): the "
+                           "file is truncated (a write was cut off) or was edited")
+    records.pop()
+  if not records:
     return {}
-  cols = list(zip(*rows)) if rows else [() for _ in header]
-  return {k: _parse(list(c)) for k, c in zip(header, cols)}
+  header, rows = records[0][0], records[1:]
+  for row, line in rows:
+    if len(row) != len(header):
+      raise RunFolderError(f"{path} line {line} has {len(row)} fields, the header has "
+                           f"{len(header)}; the file is truncated or was edited")
+  lines = [line for _, line in rows]
+  cols = list(zip(*[r for r, _ in rows])) if rows else [() for _ in header]
+  return {k: _parse(path, k, list(c), lines) for k, c in zip(header, cols)}
+
+
+def _records(text: str) -> Iterator[tuple[list[str], int]]:
+  """(row, line number) of each non-blank CSV record in `text`."""
+  reader = csv.reader(io.StringIO(text, newline=""))
+  for row in reader:
+    if row:
+      yield row, reader.line_num

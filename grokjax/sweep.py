@@ -27,7 +27,7 @@ import numpy as np
 from grokjax import checkpoint, divergence, folder, multihost, runio, sharding
 from grokjax.analysis.tables import first_step_at
 from grokjax.config import SweepConfig
-from grokjax.errors import DivergenceError, RunFolderError
+from grokjax.errors import CheckpointError, DivergenceError, RunFolderError
 from grokjax.measures.spectral import spectral_summary
 from grokjax.train import (RunData, TrainState, evaluate, init_state, run_data, run_hypers,
                            run_keys, train_step)
@@ -123,15 +123,22 @@ def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite:
 
 
 def _truncate_metrics(path: pathlib.Path, upto: int) -> None:
-  """Drops rows written after the checkpoint a resumed sweep restarts from."""
+  """Drops the rows written after the checkpoint a resumed sweep restarts from, and a last
+  row cut off by a sweep killed while appending it (rewritten atomically)."""
   if not path.is_file():
     return
-  lines = path.read_text().splitlines(keepends=True)
-  if not lines:
+  table = runio.read_csv(path, drop_partial_last=True)
+  if "step" not in table:  # empty, or a header cut off before any row was written
+    path.unlink()
     return
-  step_col = lines[0].rstrip("\n").split(",").index("step")
-  kept = [l for l in lines[1:] if int(l.split(",")[step_col]) <= upto]
-  path.write_text(lines[0] + "".join(kept))
+  keep = np.flatnonzero(table["step"] <= upto)
+  if len(keep) == len(table["step"]) and path.read_bytes().endswith((b"\n", b"\r")):
+    return
+  rows = [{k: v[i] for k, v in table.items()} for i in keep]
+  if rows:
+    runio.write_csv(path, rows)
+  else:
+    path.unlink()  # the resumed sweep writes the header again
 
 
 def _state_steps(out: pathlib.Path) -> list[int]:
@@ -141,8 +148,25 @@ def _state_steps(out: pathlib.Path) -> list[int]:
   return sorted(checkpoint._existing_manager(out, checkpoint.STATE).all_steps())
 
 
-def _restore_latest(out: pathlib.Path, like: TrainState) -> TrainState:
-  return checkpoint.restore(out, checkpoint.STATE, _state_steps(out)[-1], like)
+def _restore_latest(out: pathlib.Path, like: TrainState,
+                    write: Callable[[str], None] = print) -> TrainState:
+  """The newest state checkpoint that reads back intact. Where a newer one is corrupted
+  (a digest mismatch, a file orbax cannot read) it says so in one line and deletes the
+  steps after the one restored, which the resumed sweep saves again."""
+  bad = []
+  for step in reversed(_state_steps(out)):
+    try:
+      state = checkpoint.restore(out, checkpoint.STATE, step, like)
+    except CheckpointError as e:
+      bad.append((step, e))
+      continue
+    if bad:
+      write(f"warning: {bad[0][1]}; resuming from the older state checkpoint at step {step}")
+      checkpoint.discard_after(out, step)
+    return state
+  why = f" ({bad[0][1]})" if bad else f": {out}/checkpoints/state holds none"
+  raise CheckpointError(f"cannot resume {out}: no state checkpoint is intact{why}; "
+                        "use --overwrite to start again")
 
 
 class Progress:
@@ -203,7 +227,7 @@ def _train(cfg: SweepConfig, out: pathlib.Path, mesh, data: RunData, state: Trai
   n_pad = sharding.padded_size(n_runs, mesh)
   start = 0
   if resume:
-    state = _restore_latest(out, state)
+    state = _restore_latest(out, state, write)
     start = int(np.asarray(state.step).reshape(-1)[0])
     if writer:
       _truncate_metrics(out / METRICS, start)

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import pathlib
 import sys
 import time
@@ -110,13 +109,11 @@ def read_rows(path: pathlib.Path) -> dict[tuple[int, int], dict]:
 
 
 def write_rows(path: pathlib.Path, rows: dict[tuple[int, int], dict]) -> None:
-  """The whole table, sorted by (run, step), written to a temporary file then renamed."""
+  """The whole table, sorted by (run, step), written atomically (runio.write_csv)."""
   keys = sorted({k for r in rows.values() for k in r} - set(KEY_COLUMNS))
-  tmp = path.with_suffix(".csv.tmp")
   ordered = [rows[k] for k in sorted(rows)]
-  runio.write_csv(tmp, [{**{c: r[c] for c in KEY_COLUMNS},
-                         **{k: r.get(k, math.nan) for k in keys}} for r in ordered])
-  os.replace(tmp, path)
+  runio.write_csv(path, [{**{c: r[c] for c in KEY_COLUMNS},
+                          **{k: r.get(k, math.nan) for k in keys}} for r in ordered])
 
 
 def has_lens(row: dict | None, lens: str) -> bool:

@@ -42,6 +42,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from grokjax import runio
 from grokjax.errors import ConfigError, RunFolderError
 
 FILE = "hidden.npz"
@@ -174,12 +175,9 @@ def compute(folder, opts: HiddenOptions, *,
 
 
 def save(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-  """Writes the arrays to a temporary file then renames it, so a reader never sees half."""
-  path = pathlib.Path(path)
-  tmp = path.with_name(path.name + ".tmp")
-  with open(tmp, "wb") as f:
+  """Writes the arrays atomically (runio.atomic_write), so a reader never sees half."""
+  with runio.atomic_write(path, "wb") as f:
     np.savez_compressed(f, **arrays)
-  os.replace(tmp, path)
 
 
 @dataclasses.dataclass(frozen=True)

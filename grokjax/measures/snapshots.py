@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import zipfile
+import zlib
 from typing import Callable, Sequence
 
 import numpy as np
@@ -94,7 +96,10 @@ def compute(folder, steps: Sequence[int], *, matrix: str,
 
 
 def save(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-  np.savez_compressed(path, **arrays)
+  from grokjax import runio
+
+  with runio.atomic_write(path, "wb") as f:  # a killed write leaves the old file
+    np.savez_compressed(f, **arrays)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +125,8 @@ class Snapshots:
 def load(path: str | os.PathLike) -> Snapshots | None:
   """The snapshots in `path`, or None where the file does not exist.
 
-  A file older than the format field reads as format 0 (so `current` is False).
+  A file older than the format field reads as format 0 (so `current` is False). A file
+  that is not a whole npz (cut off, edited) raises RunFolderError.
   """
   path = pathlib.Path(path)
   if not path.is_file():
@@ -128,9 +134,13 @@ def load(path: str | os.PathLike) -> Snapshots | None:
   try:
     with np.load(path) as z:
       arrays = {k: z[k] for k in z.files}
-  except (OSError, ValueError) as e:
-    raise RunFolderError(f"cannot read {path}: {e}") from e
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    raise RunFolderError(f"cannot read {path}: {type(e).__name__}: {e}; the file is "
+                         "truncated or corrupted") from e
   head = ("steps", "runs", "matrix_name", "format")
+  if any(k not in arrays for k in head[:3]):
+    raise RunFolderError(f"cannot read {path}: it lacks the arrays {list(head[:3])}; the file "
+                         "is truncated or corrupted")
   return Snapshots(steps=tuple(arrays["steps"].tolist()), runs=tuple(arrays["runs"].tolist()),
                    matrix_name=str(arrays["matrix_name"]),
                    format=int(arrays["format"]) if "format" in arrays else 0,

@@ -147,8 +147,9 @@ class Report:
       if isinstance(b, Table) and b.rows:
         paths[b.name] = d / "tables" / f"{b.name}.csv"
         runio.write_csv(paths[b.name], b.rows)
-    paths["md"].write_text(self.markdown(base=d))
-    paths["html"].write_text(self.html())
+    for key, text in (("md", self.markdown(base=d)), ("html", self.html())):
+      with runio.atomic_write(paths[key]) as f:
+        f.write(text)
     return paths
 
 

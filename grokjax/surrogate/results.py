@@ -17,7 +17,6 @@ the map each run's group is diagonal in), which `grokjax.figures.surrogate` draw
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
@@ -148,11 +147,12 @@ def _write_files(cfg: SurrogateConfig, result: SurrogateResult, out: pathlib.Pat
       "model": "grokjax.surrogate: Singular Feature Machine with an L1 box Occam Gate "
                "(our reconstruction, see the module docstrings)",
       **runio.provenance([str(d) for d in jax.devices()])}
-  (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+  runio.write_json(out / "config.json", record)
   runio.write_csv(out / "surrogate.csv", result.rows)
   runio.write_csv(out / "summary.csv", [{k: ("" if v is None else v) for k, v in row.items()}
                                         for row in summarize(cfg, result)])
-  np.savez_compressed(out / "maps.npz", **map_moments(cfg, result))
+  with runio.atomic_write(out / "maps.npz", "wb") as f:
+    np.savez_compressed(f, **map_moments(cfg, result))
 
 
 def load_config(run_dir: str | os.PathLike) -> SurrogateConfig:
@@ -160,6 +160,6 @@ def load_config(run_dir: str | os.PathLike) -> SurrogateConfig:
   if not path.is_file():
     raise RunFolderError(f"{run_dir} is not a surrogate run folder: {path} does not exist")
   try:
-    return SurrogateConfig.from_dict(json.loads(path.read_text())["config"])
-  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    return SurrogateConfig.from_dict(runio.read_json(path)["config"])
+  except (KeyError, TypeError) as e:
     raise RunFolderError(f"cannot read {path}: {e}") from e
