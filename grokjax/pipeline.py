@@ -104,23 +104,8 @@ def stage_train(cfg: SweepConfig, out: pathlib.Path, write, devices=None) -> str
   return "done (resumed)"
 
 
-def _measured(folder: runio.RunFolder, steps: list[int], lenses) -> bool:
-  """Whether measures.csv has every lens's sentinel column at every run x step."""
-  from grokjax.measures.apply import SENTINEL
-
-  if not folder.has_table("measures"):
-    return False
-  t = folder.table("measures")
-  cols = [SENTINEL[l] for l in lenses]
-  if any(c not in t for c in cols):
-    return False
-  ok = np.all([np.isfinite(t[c]) for c in cols], axis=0)
-  have = set(zip(t["run"][ok].tolist(), t["step"][ok].tolist()))
-  return all((r, s) in have for r in range(len(folder.runs)) for s in steps)
-
-
 def stage_measures(folder: runio.RunFolder, plan: Plan, write) -> str:
-  from grokjax.measures.apply import MeasureOptions, measure_run_dir
+  from grokjax.measures.apply import MeasureOptions, measure_run_dir, pending
 
   saved = list(folder.steps)
   common = dict(n_examples=plan.n_examples, gc_method=plan.gc_method)
@@ -128,12 +113,13 @@ def stage_measures(folder: runio.RunFolder, plan: Plan, write) -> str:
   cheap = sorted(set(cheap) | set(folder.log_spaced(8)) | {saved[-1]})
   bdm = cheap if plan.bdm_points is None else folder.log_spaced(plan.bdm_points)
   bdm = sorted(set(bdm) | {0})
-  jobs = [(plan.measure_lenses, cheap), (("bdm",), bdm)]
-  if all(_measured(folder, steps, lenses) for lenses, steps in jobs):
+  jobs = [MeasureOptions(lenses=lenses, steps=tuple(steps), **common)
+          for lenses, steps in ((plan.measure_lenses, cheap), (("bdm",), bdm))]
+  # reused only when every row is there and was measured with the plan's options
+  if not any(pending(folder, opts) for opts in jobs):
     return "reused"
-  for lenses, steps in jobs:
-    measure_run_dir(folder, MeasureOptions(lenses=lenses, steps=tuple(steps), **common),
-                    write=write)
+  for opts in jobs:
+    measure_run_dir(folder, opts, write=write)
   return f"done ({len(cheap)} steps; BDM at {len(bdm)})"
 
 
