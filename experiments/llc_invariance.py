@@ -26,7 +26,7 @@ import numpy as np
 from absl import app, flags
 
 from grokjax import runio
-from grokjax.cli import load_run_dir, run_main
+from grokjax.cli import check_unique, load_run_dir, run_main
 from grokjax.errors import ConfigError
 from grokjax.figures import slt as slt_figures
 from grokjax.slt import apply, invariance
@@ -74,6 +74,7 @@ def floats(values: list[str] | None, name: str, n: int | None = None) -> list[fl
 
 def main(argv):
   del argv
+  check_unique("samplers", _SAMPLERS.value)
   folder = load_run_dir(_RUN_DIR.value)
   run_dir, cfg, run = folder.path, folder.cfg, pick_run(folder)
   step = _STEP.value if _STEP.value is not None else folder.steps[-1]

@@ -69,10 +69,11 @@ def test_changed_bdm_options_recompute_and_same_options_reuse(run):
     assert rows[(1, 4)][k] == pytest.approx(want[k], rel=1e-12), k
   log.clear()
   measure(run, log, lenses=("bdm",), levels=5)
-  assert log == [f"measure: 3 step(s) x 2 run(s), lenses bdm; 3 step(s) already measured"]
+  assert log == ["measure: 3 step(s) x 2 run(s), lenses bdm; 3 step(s) already measured"]
   log.clear()
   measure(run, log, lenses=("bdm",), levels=4, quantise="uniform", steps=(0,))
-  assert log[1] == "measure: levels 5 -> 4, quantise quantile -> uniform: recomputing bdm at 1 step(s)"
+  assert log[1] == ("measure: levels 5 -> 4, quantise quantile -> uniform: "
+                    "recomputing bdm at 1 step(s)")
   assert read_rows(run / MEASURES)[(0, 2)][OPTIONS_PREFIX + "bdm"] == "levels=5 quantise=quantile"
 
 
