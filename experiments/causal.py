@@ -18,6 +18,7 @@ from absl import app, flags
 from grokjax import runio
 from grokjax.causal import apply
 from grokjax.causal.apply import parse_heads
+from grokjax import folder as folder_lib
 from grokjax.cli import check_positive, load_run_dir, parse_ints, run_main
 from grokjax.errors import ConfigError
 from grokjax.figures import causal as causal_figures
@@ -51,6 +52,7 @@ def main(argv):
   check_positive(pairs=_PAIRS.value, random_orders=_RANDOM.value,
                  ablation_examples=_ABL_EXAMPLES.value, max_batch=_MAX_BATCH.value)
   folder = load_run_dir(_RUN_DIR.value)
+  folder_lib.hold(folder.path)  # until this command ends: one writer per run folder
   run_dir, cfg = folder.path, folder.cfg
   if _METRIC.value not in causal_figures.LABELS:
     raise ConfigError(f"unknown --metric {_METRIC.value!r}; "

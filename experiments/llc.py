@@ -23,6 +23,7 @@ import numpy as np
 from absl import app, flags
 
 from grokjax import runio
+from grokjax import folder as folder_lib
 from grokjax.cli import check_columns, check_positive, load_run_dir, parse_ints, run_main
 from grokjax.errors import ConfigError
 from grokjax.figures import slt as slt_figures
@@ -106,6 +107,7 @@ def main(argv):
   del argv
   check_positive(checkpoint_batch=_CKPT_BATCH.value)
   folder = load_run_dir(_RUN_DIR.value)
+  folder_lib.hold(folder.path)  # until this command ends: one writer per run folder
   run_dir = folder.path
   runs = select_runs(folder.cfg)
   if _CALIBRATE.value:

@@ -26,6 +26,7 @@ import numpy as np
 from absl import app, flags
 
 from grokjax import runio
+from grokjax import folder as folder_lib
 from grokjax.cli import check_unique, load_run_dir, run_main
 from grokjax.errors import ConfigError
 from grokjax.figures import slt as slt_figures
@@ -76,6 +77,7 @@ def main(argv):
   del argv
   check_unique("samplers", _SAMPLERS.value)
   folder = load_run_dir(_RUN_DIR.value)
+  folder_lib.hold(folder.path)  # until this command ends: one writer per run folder
   run_dir, cfg, run = folder.path, folder.cfg, pick_run(folder)
   step = _STEP.value if _STEP.value is not None else folder.steps[-1]
   alphas = invariance.log_grid(_GRID.value, *floats(_ALPHAS.value, "alpha_range", 2))

@@ -22,6 +22,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from absl import app, flags
 
+from grokjax import folder as folder_lib
 from grokjax.cli import load_run_dir, parse_ints, run_main
 from grokjax.measures.apply import LENSES, MeasureOptions, measure_run_dir
 
@@ -49,7 +50,9 @@ def main(argv):
       every=_EVERY.value, step_batch=_STEP_BATCH.value, vmap_size=_VMAP.value,
       n_examples=_N_EXAMPLES.value, gc_method=_GC.value, n_probes=_PROBES.value,
       levels=_LEVELS.value, quantise=_QUANTISE.value, n_key=_N_KEY.value)
-  path = measure_run_dir(load_run_dir(_RUN_DIR.value), opts)
+  folder = load_run_dir(_RUN_DIR.value)
+  folder_lib.hold(folder.path)  # until this command ends: one writer per run folder
+  path = measure_run_dir(folder, opts)
   print(f"wrote {path}")
 
 

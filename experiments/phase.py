@@ -22,7 +22,7 @@ import time  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-from grokjax import phase, runio, sweep  # noqa: E402
+from grokjax import folder, phase, runio, sweep  # noqa: E402
 from grokjax.figures import phase as phase_figures  # noqa: E402
 from grokjax.cli import check_positive, parse_ints, run_main, sweep_config_from_flags  # noqa: E402
 from grokjax.errors import ConfigError  # noqa: E402
@@ -69,11 +69,13 @@ def main(argv):
                         parse_values(_YV.value, _Y.value, "y_values"),
                         tuple(parse_ints(",".join(_SEEDS.value), "seeds")))
   cfg = phase.grid_config(base, grid, int(_BUDGET.value * 2**30))
+  out = pathlib.Path(_OUT.value)
+  sweep.check_folder(cfg, out, resume=False, overwrite=_OVERWRITE.value)  # before the lock
+  folder.hold(out)  # until this command ends, phase.csv and the diagrams included
   t0 = time.time()
   summary = sweep.train_sweep(cfg, _OUT.value, overwrite=_OVERWRITE.value)
   rows = phase.cell_rows(cfg, grid, summary, _DELAY.value)
   cells = phase.aggregate(rows, grid.x, grid.y)
-  out = pathlib.Path(_OUT.value)
   runio.write_csv(out / "phase.csv", rows)
   runio.write_csv(out / "phase_cells.csv", cells)
   phase_figures.diagrams(runio.read_csv(out / "phase_cells.csv"), grid.x, grid.y, out / "phase",

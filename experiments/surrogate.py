@@ -66,6 +66,7 @@ def main(argv):
   del argv
   import time
 
+  from grokjax import folder
   from grokjax.figures import surrogate as plots
   from grokjax.surrogate import results, train
 
@@ -73,6 +74,7 @@ def main(argv):
     raise ConfigError("--out is required (the run folder to write)")
   cfg = config_from_flags()
   results.check_out_dir(FLAGS.out, overwrite=FLAGS.overwrite)
+  folder.hold(FLAGS.out)  # until this command ends: one writer per run folder
   t0 = time.time()
   print(f"surrogate: {len(cfg.runs)} runs ({len(cfg.ops)} ops x {len(cfg.penalties)} penalties "
         f"x {len(cfg.seeds)} seeds), p={cfg.p}, {cfg.steps} steps", flush=True)

@@ -9,7 +9,10 @@ from grokjax.errors import ConfigError, GrokjaxError, RunFolderError
 
 
 def run_main(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
-  """Wraps an absl main so that a GrokjaxError prints one line and exits with status 2.
+  """Wraps an absl main so that a GrokjaxError prints one line and exits with its exit_code.
+
+  grokjax.errors lists the codes: 2 for bad input or a run-folder problem, 3 for a
+  sweep that finished with diverged runs (DivergenceError).
 
   In a job of several processes the exit skips JAX's shutdown, which would wait for
   the other processes (grokjax.multihost.fail_now), and a JAX runtime error there (a
@@ -27,9 +30,9 @@ def run_main(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
       from grokjax import multihost
 
       if multihost.joined():
-        multihost.fail_now(str(e))
+        multihost.fail_now(str(e), e.exit_code)
       print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
+      sys.exit(e.exit_code)
     except RuntimeError as e:
       from grokjax import multihost
 

@@ -34,15 +34,15 @@ import jax
 from grokjax.errors import DistributedError
 
 
-def fail_now(message: str) -> None:
-  """Prints `error: message` and ends this process with status 2 at once.
+def fail_now(message: str, code: int = 2) -> None:
+  """Prints `error: message` and ends this process with status `code` at once.
 
   A plain exit would run JAX's shutdown, which waits for every process at a barrier
   and aborts with a page of logs when one of them is gone.
   """
   sys.stdout.flush()
   print(f"error: {message}", file=sys.stderr, flush=True)
-  os._exit(2)
+  os._exit(code)
 
 
 def initialize(coordinator: str, num_processes: int, process_id: int, *,

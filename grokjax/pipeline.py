@@ -10,6 +10,11 @@ quantised matrices and Occam-gate maps at four steps -> snapshots.npz), and the 
 (DIR/report/report.md, report.html, figures/, tables/), which reads the lens plan from
 DIR/plan.json. `skip` leaves lens stages out; the report says which.
 
+A run that diverged (a non-finite loss; summary.csv's `diverged_at`) is named in one
+warning line after the train stage, on the first run and on every rerun; the lens
+stages and the report leave it out, and `reproduce` raises DivergenceError (exit
+status 3) once the report is written.
+
 After training the folder is opened once (`runio.RunFolder`) and every lens stage
 reads config, steps and parameters through that value.
 
@@ -28,10 +33,11 @@ from typing import Callable
 
 import numpy as np
 
+from grokjax import divergence, runio
+from grokjax import folder as folder_lib
 from grokjax import plan as plan_lib
-from grokjax import runio
 from grokjax.config import SweepConfig
-from grokjax.errors import ConfigError
+from grokjax.errors import ConfigError, DivergenceError, RunFolderError
 from grokjax.plan import Plan
 
 STAGES = ("train", "measures", "causal", "llc", "invariance", "surrogate", "snapshots", "report")
@@ -90,23 +96,36 @@ def _save_timings(out: pathlib.Path, clock: Clock) -> None:
 # ---------------------------------------------------------------- stages
 
 def stage_train(cfg: SweepConfig, out: pathlib.Path, write, devices=None) -> str:
+  """Trains, resumes or reuses the sweep. A DivergenceError is not raised here: every run's
+  data is written by then, and `reproduce` reads the diverged runs from the folder."""
   from grokjax import checkpoint, sweep
 
   if not (out / "config.json").is_file():
-    sweep.train_sweep(cfg, out, write=write, devices=devices)
-    return "done"
+    return _train(lambda: sweep.train_sweep(cfg, out, write=write, devices=devices), "done")
   runio.check_same_config(out, cfg, hint="choose another --out")
   metrics = out / sweep.METRICS
   last = int(runio.read_csv(metrics)["step"].max()) if metrics.is_file() else -1
   if last >= cfg.steps and checkpoint.list_steps(out)[-1] == cfg.steps:
     return "reused (training finished)"
-  sweep.train_sweep(cfg, out, resume=True, write=write, devices=devices)
-  return "done (resumed)"
+  return _train(lambda: sweep.train_sweep(cfg, out, resume=True, write=write, devices=devices),
+                "done (resumed)")
 
 
-def stage_measures(folder: runio.RunFolder, plan: Plan, write) -> str:
+def _train(fn: Callable[[], object], status: str) -> str:
+  try:
+    fn()
+  except DivergenceError:
+    return f"{status}; diverged runs"
+  return status
+
+
+def stage_measures(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str:
+  """Measures every run (measure_run_dir has no run filter); reused once `runs` are done
+  with the plan's options: a diverged run's NaN parameters give NaN sentinels that would
+  never count as measured."""
   from grokjax.measures.apply import MeasureOptions, measure_run_dir, pending
 
+  runs = folder.check_runs(runs)
   saved = list(folder.steps)
   common = dict(n_examples=plan.n_examples, gc_method=plan.gc_method)
   cheap = [s for s in saved if plan.measure_every is None or s % plan.measure_every == 0]
@@ -115,36 +134,39 @@ def stage_measures(folder: runio.RunFolder, plan: Plan, write) -> str:
   bdm = sorted(set(bdm) | {0})
   jobs = [MeasureOptions(lenses=lenses, steps=tuple(steps), **common)
           for lenses, steps in ((plan.measure_lenses, cheap), (("bdm",), bdm))]
-  # reused only when every row is there and was measured with the plan's options
-  if not any(pending(folder, opts) for opts in jobs):
+  if not any(pending(folder, opts, runs) for opts in jobs):
     return "reused"
   for opts in jobs:
     measure_run_dir(folder, opts, write=write)
   return f"done ({len(cheap)} steps; BDM at {len(bdm)})"
 
 
-def stage_causal(folder: runio.RunFolder, plan: Plan, write) -> str:
+def stage_causal(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str:
   from grokjax.causal import apply
 
+  runs = folder.check_runs(runs)
   steps = folder.log_spaced(plan.causal_points, FIRST_STEP)
-  if _steps_done(folder, "causal", len(folder.runs), steps):
+  if _steps_done(folder, "causal", runs, steps):
     return "reused"
   opts = apply.CausalOptions(n_pairs=plan.causal_pairs, n_random=plan.causal_random,
                              ablation_examples=plan.causal_examples, seed=plan.seed)
-  patch, ablation = apply.causal_over_training(folder, steps, None, opts, log=write)
+  patch, ablation = apply.causal_over_training(folder, steps, runs, opts, log=write)
   runio.write_csv(folder.file("causal.csv"), patch)
   runio.write_csv(folder.file("causal_ablation.csv"), ablation)
   return f"done (steps {steps})"
 
 
-def stage_llc(folder: runio.RunFolder, plan: Plan, write) -> str:
+def stage_llc(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str:
   import jax
 
   from grokjax.slt import apply
 
   cfg = folder.cfg
   steps = sorted(set(folder.log_spaced(plan.llc_points - 1, FIRST_STEP)) | {0})
-  runs = [i for i, s in enumerate(cfg.runs) if plan.llc_all_seeds or s.seed == cfg.seeds[0]]
+  runs = [i for i in folder.check_runs(runs)
+          if plan.llc_all_seeds or cfg.runs[i].seed == cfg.seeds[0]]
+  if not runs:
+    return "skipped (the runs it measures diverged)"
   if _steps_done(folder, "llc", runs, steps, sampler=plan.llc_sampler,
                  num_draws=plan.llc_draws, step_size=plan.llc_step_size):
     return "reused"
@@ -157,13 +179,15 @@ def stage_llc(folder: runio.RunFolder, plan: Plan, write) -> str:
   return f"done (steps {steps})"
 
 
-def invariance_run(cfg: SweepConfig) -> int:
-  """The run whose final model the invariance grid rescales: largest weight decay, first op/seed."""
-  wd = max(s.weight_decay for s in cfg.runs)
-  return next(i for i, s in enumerate(cfg.runs) if s.weight_decay == wd)
+def invariance_run(cfg: SweepConfig, runs=None) -> int:
+  """The run whose final model the invariance grid rescales: largest weight decay, first op/seed
+  (among `runs`, default all)."""
+  runs = range(len(cfg.runs)) if runs is None else runs
+  wd = max(cfg.runs[i].weight_decay for i in runs)
+  return next(i for i in runs if cfg.runs[i].weight_decay == wd)
 
 
-def stage_invariance(folder: runio.RunFolder, plan: Plan, write) -> str:
+def stage_invariance(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str:
   import jax
 
   from grokjax.slt import apply, invariance
@@ -180,7 +204,7 @@ def stage_invariance(folder: runio.RunFolder, plan: Plan, write) -> str:
            for sel in (t["sampler"].astype(str) == s for s in plan.invariance_samplers)):
       return "reused"
   rows, _ = apply.invariance_at_checkpoint(
-      folder, run=invariance_run(folder.cfg), step=folder.steps[-1],
+      folder, run=invariance_run(folder.cfg, folder.check_runs(runs)), step=folder.steps[-1],
       key=jax.random.key(plan.seed), samplers=invariance.sampler_settings(plan.invariance_samplers),
       alphas=alphas, betas=betas, num_chains=plan.invariance_chains,
       num_draws=plan.invariance_draws, num_burnin=plan.invariance_draws // 5,
@@ -229,16 +253,41 @@ def reproduce(cfg: SweepConfig, out, plan: Plan, *, skip=(), write=print, device
     raise ConfigError(f"cannot skip {bad}; skippable: {', '.join(STAGES[1:-1])}")
   cfg.validate()
   out = pathlib.Path(out)
+  check_out(cfg, out)  # before the lock, which creates the folder
+  with folder_lib.lock(out):  # across every stage; the training sweep takes it again
+    check_out(cfg, out)
+    return _reproduce(cfg, out, plan, skip, write, devices)
+
+
+def check_out(cfg: SweepConfig, out: pathlib.Path) -> None:
+  """RunFolderError unless `out` is new, empty, or a training run folder of `cfg`."""
+  folder_lib.check_target(out)
+  if not folder_lib.entries(out):
+    return
+  found = folder_lib.kind(out)
+  if found is None:
+    raise RunFolderError(f"{out} holds {folder_lib.describe(out)} and is not a grokjax run "
+                         "folder; reproduce writes a new folder or continues its own: choose "
+                         "another --out")
+  if found != "training":
+    raise RunFolderError(f"{out} is a {found} run folder, not a training one; choose another "
+                         "--out")
+  runio.check_same_config(out, cfg, hint="choose another --out")
+
+
+def _reproduce(cfg: SweepConfig, out: pathlib.Path, plan: Plan, skip, write, devices) -> dict:
   clock = Clock(write)
   clock(f"{len(cfg.runs)} runs x {cfg.steps} steps -> {out}")
   try:
     clock.stage("train", lambda: stage_train(cfg, out, clock, devices))
+    diverged = divergence.diverged_runs(out)
+    runs = _healthy_runs(cfg, diverged, clock)
     folder = runio.RunFolder.open(out)  # once, now that every checkpoint is saved
     lenses = {
-        "measures": lambda: stage_measures(folder, plan, clock),
-        "causal": lambda: stage_causal(folder, plan, clock),
-        "llc": lambda: stage_llc(folder, plan, clock),
-        "invariance": lambda: stage_invariance(folder, plan, clock),
+        "measures": lambda: stage_measures(folder, plan, clock, runs),
+        "causal": lambda: stage_causal(folder, plan, clock, runs),
+        "llc": lambda: stage_llc(folder, plan, clock, runs),
+        "invariance": lambda: stage_invariance(folder, plan, clock, runs),
         "surrogate": lambda: stage_surrogate(out, plan, clock),
         "snapshots": lambda: stage_snapshots(folder, plan, clock),
     }
@@ -255,7 +304,23 @@ def reproduce(cfg: SweepConfig, out, plan: Plan, *, skip=(), write=print, device
   clock.stage("report", lambda: _report(out, clock, paths))
   _save_timings(out, clock)
   clock(f"report: {paths['md']} and {paths['html']}")
+  if diverged:
+    raise DivergenceError(f"{divergence.describe(diverged)}; the report of the other runs is "
+                          f"{paths['md']}")
   return paths
+
+
+def _healthy_runs(cfg: SweepConfig, diverged: list[dict], write) -> list[int]:
+  """The runs the lenses look at; one warning line naming the diverged ones."""
+  if not diverged:
+    return list(range(len(cfg.runs)))
+  if len(diverged) == len(cfg.runs):
+    raise DivergenceError(f"{divergence.describe(diverged)}; every run diverged, so there is "
+                          "nothing to analyse")
+  write(f"warning: {divergence.describe(diverged)}; the lenses and the report leave "
+        f"{'it' if len(diverged) == 1 else 'them'} out")
+  bad = {r["run"] for r in diverged}
+  return [i for i in range(len(cfg.runs)) if i not in bad]
 
 
 def _report(out: pathlib.Path, clock: Clock, paths: dict) -> str:

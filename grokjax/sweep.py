@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import checkpoint, multihost, runio, sharding
+from grokjax import checkpoint, divergence, folder, multihost, runio, sharding
 from grokjax.analysis.tables import first_step_at
 from grokjax.config import SweepConfig
-from grokjax.errors import CheckpointError, DivergenceError, RunFolderError
+from grokjax.errors import DivergenceError, RunFolderError
 from grokjax.measures.spectral import spectral_summary
 from grokjax.train import (RunData, TrainState, evaluate, init_state, run_data, run_hypers,
                            run_keys, train_step)
@@ -77,10 +77,14 @@ def compile_fns(cfg: SweepConfig):
   return jax.jit(train_until, donate_argnums=0), jax.jit(measure)
 
 
-def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: bool) -> None:
+def check_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: bool) -> bool:
+  """Raises RunFolderError unless `cfg` may be trained into `out` as asked; whether `out`
+  holds anything. Reads only: run it before taking the folder's lock, which creates
+  the folder, and again with the lock held."""
   if resume and overwrite:
     raise RunFolderError("--resume and --overwrite exclude each other")
-  exists = out.exists() and any(out.iterdir())
+  folder.check_target(out)
+  exists = bool(folder.entries(out))
   if exists and not resume and not overwrite:
     raise RunFolderError(f"{out} already exists; pass --resume to continue it or --overwrite "
                          "to replace it")
@@ -88,12 +92,34 @@ def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite:
     raise RunFolderError(f"nothing to resume: {out} does not exist or is empty")
   elif resume:
     runio.check_same_config(out, cfg, hint="--resume needs the config it was trained with")
+  elif exists:
+    folder.check_replaceable(out, "training")
+  return exists
+
+
+def prepare_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: bool,
+                   write: Callable[[str], None] = print) -> bool:
+  """Checks `out` again, with its lock (grokjax.folder) held, and makes it ready; whether
+  to restore a saved state.
+
+  --overwrite clears the folder only here, after the config and the folder were checked.
+  A resumed folder whose training never saved a state (it was stopped before the
+  first checkpoint) starts again from step 0, without its partial metrics.
+  """
+  exists = check_folder(cfg, out, resume, overwrite)
+  restart = resume and not _state_steps(out)
+  if restart:
+    write(f"{out}: training never saved a state; starting it again from step 0")
   multihost.sync("folder-checked")  # every process looked before process 0 changes it
   if multihost.is_writer():
     if exists and overwrite:
-      shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+      folder.clear(out)
+    if restart:
+      if (out / "checkpoints").exists():
+        shutil.rmtree(out / "checkpoints")
+      (out / METRICS).unlink(missing_ok=True)
   multihost.sync("folder-ready")
+  return resume and not restart
 
 
 def _truncate_metrics(path: pathlib.Path, upto: int) -> None:
@@ -108,15 +134,15 @@ def _truncate_metrics(path: pathlib.Path, upto: int) -> None:
   path.write_text(lines[0] + "".join(kept))
 
 
+def _state_steps(out: pathlib.Path) -> list[int]:
+  """The saved training states of a run folder ([] when it never saved one)."""
+  if not (out / "checkpoints" / checkpoint.STATE).is_dir():
+    return []
+  return sorted(checkpoint._existing_manager(out, checkpoint.STATE).all_steps())
+
+
 def _restore_latest(out: pathlib.Path, like: TrainState) -> TrainState:
-  try:
-    steps = checkpoint._existing_manager(out, checkpoint.STATE).all_steps()
-  except CheckpointError as e:
-    raise CheckpointError(f"cannot resume {out}: {e}; use --overwrite to start again") from e
-  if not steps:
-    raise CheckpointError(f"cannot resume {out}: no checkpoint in {out}/checkpoints/state; "
-                          "use --overwrite to start again")
-  return checkpoint.restore(out, checkpoint.STATE, max(steps), like)
+  return checkpoint.restore(out, checkpoint.STATE, _state_steps(out)[-1], like)
 
 
 class Progress:
@@ -152,18 +178,29 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
   `on_stop(step)` is called after each stop point has been written (used to test
   that an interrupted sweep resumes exactly). `devices` (default: all) are the devices
   the runs axis is split over. Raises DivergenceError at the end if a
-  run produced a non-finite loss; every run's data is written before that. With several
+  run produced a non-finite loss (summary.csv's `diverged_at` says at which step);
+  every run's data is written before that. With several
   processes only process 0 writes files and messages, and the others return [].
+  The folder's lock (grokjax.folder) is held while it trains; --overwrite clears the
+  folder only once everything that can fail before training has been checked.
   """
   cfg.validate()
   writer = multihost.is_writer()
   write = write if writer else (lambda s: None)
   out = pathlib.Path(out_dir)
-  prepare_folder(cfg, out, resume, overwrite)
-  mesh = sharding.runs_mesh(devices)
+  check_folder(cfg, out, resume, overwrite)  # before the lock, which creates the folder
+  with folder.lock(out):
+    mesh = sharding.runs_mesh(devices)
+    data, state = stacked_runs(cfg)  # may fail too: before anything is cleared
+    resume = prepare_folder(cfg, out, resume, overwrite, write)
+    return _train(cfg, out, mesh, data, state, resume, on_stop, write)
+
+
+def _train(cfg: SweepConfig, out: pathlib.Path, mesh, data: RunData, state: TrainState,
+           resume: bool, on_stop, write) -> list[dict]:
+  writer = multihost.is_writer()
   n_runs = len(cfg.runs)
   n_pad = sharding.padded_size(n_runs, mesh)
-  data, state = stacked_runs(cfg)
   start = 0
   if resume:
     state = _restore_latest(out, state)
@@ -182,7 +219,7 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
   write(f"grokjax: {n_runs} runs x {cfg.steps} steps on {len(dev)} {dev[0].platform} "
         f"device(s) -> {out}" + (f" (resuming at {start})" if resume else ""))
   progress = Progress(cfg, start, write)
-  reported: set[int] = set()
+  reported: dict[int, int] = {}  # run -> step its divergence was reported at
   current = start
   for stop in [s for s in stops if s >= start and not (resume and s == start)]:
     if stop > current:
@@ -203,18 +240,25 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
       on_stop(stop)
   params_mgr.wait_until_finished()
   state_mgr.wait_until_finished()
+  # The state's record survives a resume (it is checkpointed); `reported` covers only
+  # the stops this call trained through.
+  final = sharding.to_host(state.diverged_at, n_runs)
   summary = []
   if writer:
-    summary = summarize(cfg, runio.read_csv(out / METRICS))
+    summary = summarize(cfg, runio.read_csv(out / METRICS), diverged_at=final)
     runio.write_csv(out / "summary.csv", summary)
     write(format_summary(summary))
     from grokjax.figures import training  # matplotlib only once training is done
 
     training.curves(runio.read_csv(out / METRICS), out / "curves")
-  if reported:
-    raise DivergenceError(f"{len(reported)} run(s) produced a non-finite loss: "
-                          + ", ".join(cfg.runs[i].label for i in sorted(reported))
-                          + f"; the other runs' results are in {out}")
+  # The writer names summary.csv's steps (they also see metrics.csv rows from before a
+  # resume); the other processes know the state and this call's stops.
+  at = ({r["run"]: r["diverged_at"] for r in summary if r["diverged_at"] != ""} if writer else
+        {i: min(s for s in (reported.get(i, -1), int(final[i])) if s >= 0)
+         for i in range(n_runs) if i in reported or final[i] >= 0})
+  if at:
+    bad = [{"run": i, "label": cfg.runs[i].label, "diverged_at": s} for i, s in sorted(at.items())]
+    raise DivergenceError(f"{divergence.describe(bad)}; the other runs' results are in {out}")
   return summary
 
 
@@ -223,14 +267,20 @@ def _report_divergence(cfg, diverged, metrics, stop, reported, write) -> None:
     bad_eval = not np.isfinite(metrics["train_loss"][i])
     if i in reported or (diverged[i] < 0 and not bad_eval):
       continue
-    reported.add(i)
+    reported[i] = int(diverged[i]) if diverged[i] >= 0 else stop
     at = f"at step {int(diverged[i])}" if diverged[i] >= 0 else f"by step {stop}"
     write(f"error: run {i} ({spec.label}) produced a non-finite loss {at}; "
           "the other runs continue")
 
 
-def summarize(cfg: SweepConfig, m: dict[str, np.ndarray], threshold: float = 0.99) -> list[dict]:
-  """Per run: first steps with train and test accuracy >= threshold, final accuracies."""
+def summarize(cfg: SweepConfig, m: dict[str, np.ndarray], threshold: float = 0.99,
+              diverged_at=None) -> list[dict]:
+  """Per run: first steps with train and test accuracy >= threshold, final accuracies, and
+  `diverged_at`, the first step with a non-finite loss ('' if none).
+
+  That step is the earlier of `diverged_at[i]` (TrainState.diverged_at, -1: none; None:
+  not known) and the first evaluation in `m` whose train loss is not finite.
+  """
   rows = []
   for i, spec in enumerate(cfg.runs):
     sel = m["run"] == i
@@ -238,20 +288,25 @@ def summarize(cfg: SweepConfig, m: dict[str, np.ndarray], threshold: float = 0.9
     steps = m["step"][sel][order]
     tr, te = m["train_acc"][sel][order], m["test_acc"][sel][order]
     fit, grok = first_step_at(steps, tr, threshold), first_step_at(steps, te, threshold)
+    bad = divergence.diverged_step(None if diverged_at is None else int(diverged_at[i]),
+                                   steps, m["train_loss"][sel][order])
     rows.append({**runio.run_fields(i, spec),
                  "train_acc_099_step": "" if fit is None else fit,
                  "test_acc_099_step": "" if grok is None else grok,
                  "final_train_acc": float(tr[-1]) if tr.size else float("nan"),
-                 "final_test_acc": float(te[-1]) if te.size else float("nan")})
+                 "final_test_acc": float(te[-1]) if te.size else float("nan"),
+                 "diverged_at": "" if bad is None else bad})
   return rows
 
 
 def format_summary(rows: list[dict]) -> str:
   lines = [f"{'op':<8}{'seed':>6}{'wd':>6}{'lr':>9}{'frac':>6}{'train>=.99':>12}"
-           f"{'test>=.99':>14}{'final test':>12}"]
+           f"{'test>=.99':>14}{'final test':>12}{'diverged':>10}"]
   for r in rows:
     grok = r["test_acc_099_step"] if r["test_acc_099_step"] != "" else "not grokked"
     fit = r["train_acc_099_step"] if r["train_acc_099_step"] != "" else "-"
+    bad = r.get("diverged_at", "")
     lines.append(f"{r['op']:<8}{r['seed']:>6}{r['weight_decay']:>6g}{r['lr']:>9g}"
-                 f"{r['train_frac']:>6g}{fit!s:>12}{grok!s:>14}{r['final_test_acc']:>12.3f}")
+                 f"{r['train_frac']:>6g}{fit!s:>12}{grok!s:>14}{r['final_test_acc']:>12.3f}"
+                 f"{'-' if bad == '' else f'step {bad}':>10}")
   return "\n".join(lines)

@@ -120,13 +120,6 @@ def test_corrupted_checkpoint_is_named(tmp_path, tiny_run_dir):
     checkpoint.load_params(tmp_path / "run", 7, index=0)
 
 
-def test_missing_checkpoint_on_resume(tmp_path, tiny_cfg):
-  tmp_path.mkdir(exist_ok=True)
-  runio.write_config(tmp_path, tiny_cfg, ["cpu"])
-  with pytest.raises(CheckpointError, match="cannot resume"):
-    sweep.train_sweep(tiny_cfg, tmp_path, resume=True, **quiet)
-
-
 def test_diverged_run_is_reported_and_others_kept(tmp_path, tiny_cfg, tiny_run_dir):
   base = runio.load_config(tiny_run_dir)
   cfg = dataclasses.replace(base, ops=("add",), seeds=(0,), lrs=(base.lrs[0], math.nan))

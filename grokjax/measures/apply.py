@@ -209,14 +209,16 @@ def lens_fn(cfg: SweepConfig, op: str, lenses: frozenset, opts: MeasureOptions):
 
 # ---------------------------------------------------------------- the driver
 
-def _plan(cfg, steps, rows, opts) -> tuple[list[tuple[int, frozenset]], dict]:
+def _plan(cfg, steps, rows, opts, runs=None) -> tuple[list[tuple[int, frozenset]], dict]:
   """(step, lenses to (re)compute for some run there) for the steps with work left, and
-  {(lens, reason): steps} for the lenses recomputed because of their options."""
+  {(lens, reason): steps} for the lenses recomputed because of their options. `runs`:
+  the runs that count (default: all)."""
+  runs = range(len(cfg.runs)) if runs is None else runs
   plan, redo = [], {}
   for s in steps:
     need = set()
     for lens in opts.lenses:
-      why = {stale_reason(rows.get((i, s)), lens, opts) for i in range(len(cfg.runs))} - {None}
+      why = {stale_reason(rows.get((i, s)), lens, opts) for i in runs} - {None}
       need |= {lens} if why else set()
       for r in sorted(why - {"missing"}):
         redo.setdefault((lens, r), []).append(s)
@@ -225,12 +227,14 @@ def _plan(cfg, steps, rows, opts) -> tuple[list[tuple[int, frozenset]], dict]:
   return plan, redo
 
 
-def pending(folder: runio.RunFolder, opts: MeasureOptions) -> list[tuple[int, frozenset]]:
-  """(step, lenses) that measure_run_dir(folder, opts) would compute; [] when it has nothing
-  to do (every asked row is there, measured with these options)."""
+def pending(folder: runio.RunFolder, opts: MeasureOptions,
+            runs=None) -> list[tuple[int, frozenset]]:
+  """(step, lenses) that measure_run_dir(folder, opts) would compute for `runs` (default:
+  all); [] when every asked row of them is there, measured with these options."""
   opts.validate()
   steps = folder.choose_steps(steps=opts.steps, every=opts.every)
-  return _plan(folder.cfg, steps, read_rows(folder.file(MEASURES)), opts)[0]
+  return _plan(folder.cfg, steps, read_rows(folder.file(MEASURES)), opts,
+               folder.check_runs(runs))[0]
 
 
 def _set_lens(row: dict, lens: str, values: dict, opts: MeasureOptions) -> None:

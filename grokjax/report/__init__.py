@@ -3,7 +3,8 @@
 `build_report(run_dir)` reads only the run folder — its tidy tables, snapshots.npz,
 the surrogate/ folder, config.json and plan.json — analyses it, draws the figures
 with `grokjax.figures` and writes run_dir/report/ (report.md, report.html,
-figures/, tables/<name>.csv).
+figures/, tables/<name>.csv). Runs that diverged (summary.csv's `diverged_at`) are
+named in the header and left out of every table, figure and claim.
 
   document   blocks, Markdown and HTML rendering, table files
   tables     loading the run folder's tables, the registry of measures, snapshots
@@ -22,10 +23,11 @@ from __future__ import annotations
 import pathlib
 from typing import Callable
 
+from grokjax import divergence
 from grokjax import plan as plan_lib
 from grokjax.errors import RunFolderError
 from grokjax.report import lenses, overview, theory
-from grokjax.report.claims import analyse
+from grokjax.report.claims import analyse, without_runs
 from grokjax.report.context import Ctx, provenance
 from grokjax.report.document import Report, fmt
 from grokjax.report.tables import MEASURES, load_tables
@@ -46,10 +48,15 @@ def build_report(run_dir, *, title: str | None = None,
   tables = load_tables(run_dir)
   if tables["metrics"] is None:
     raise RunFolderError(f"{run_dir} has no metrics.csv: train the sweep first")
+  diverged = divergence.diverged_runs(run_dir)
+  tables = without_runs(tables, {r["run"] for r in diverged})
+  if not len(tables["metrics"]["run"]):
+    raise RunFolderError(f"{divergence.describe(diverged)} in {run_dir}: every run diverged, "
+                         "nothing to report")
   out = run_dir / "report"
   ctx = Ctx(run_dir, out / "figures", tables, analyse(tables), provenance(run_dir),
             Report(title or f"grokjax reproduction: {run_dir.name}"), write,
-            plan_lib.load(run_dir))
+            plan_lib.load(run_dir), diverged)
   for section in SECTIONS:
     section(ctx)
     write(f"report: {section.__name__[8:]} done")

@@ -1,6 +1,8 @@
 """The analysis of a run folder's tables and the paper's claims set against it.
 
-`analyse` runs the numpy-only table analysis (`grokjax.analysis`) once: grokking
+`without_runs` drops the rows of diverged runs from the run folder's tables, so that
+no analysis or claim counts them. `analyse` runs the numpy-only table analysis
+(`grokjax.analysis`) once: grokking
 steps, transitions and leads of every measure, their correlations with test
 accuracy and their change through grokking. `claim_rows` states each of the paper's
 claims next to what this folder measured, with a status (agrees / differs / mixed /
@@ -51,6 +53,24 @@ def trusted(tables: dict) -> dict:
     return tables
   kept = {k: np.asarray(v)[~failed] for k, v in llc.items()}
   return {**tables, "llc": kept if (~failed).any() else None}
+
+
+def without_runs(tables: dict, runs: set[int]) -> dict:
+  """The tables without the rows of `runs` (a table left with no row: None; metrics stays).
+
+  surrogate.csv is left as it is: it is its own sweep, whose run indices are not these.
+  """
+  if not runs:
+    return tables
+  out = dict(tables)
+  for name, t in tables.items():
+    if t is None or name == "surrogate" or "run" not in t:
+      continue
+    keep = ~np.isin(np.asarray(t["run"]), sorted(runs))
+    out[name] = {k: np.asarray(v)[keep] for k, v in t.items()}
+    if name != "metrics" and not keep.any():
+      out[name] = None
+  return out
 
 
 def analyse(tables: dict) -> Results:

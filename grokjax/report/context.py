@@ -54,6 +54,7 @@ class Ctx:
   report: Report
   write: Callable[[str], None]
   plan: Plan | None  # None: the folder has no plan.json
+  diverged: list[dict] = dataclasses.field(default_factory=list)  # divergence.diverged_runs
 
   @property
   def cfg(self) -> dict:

@@ -115,6 +115,14 @@ def section_correlations(ctx: Ctx) -> None:
                "and after grokking (test accuracy >= 0.99), medians over checkpoints."))
 
 
+def diverged_text(diverged: list[dict]) -> str:
+  """'**Diverged runs** ...: run 3 (mul seed 42 wd 1) diverged at step 840; left out ...'."""
+  runs = "; ".join(f"run {d['run']} ({d['op']} seed {d['seed']} wd {d['weight_decay']:g} lr "
+                   f"{d['lr']:g}) diverged at step {d['diverged_at']}" for d in diverged)
+  return (f"**Diverged runs** (non-finite loss; summary.csv `diverged_at`): {runs}. Left out of "
+          "every table, figure and claim below; their rows stay in the run folder's CSV files.")
+
+
 def section_header(ctx: Ctx) -> None:
   r, p = ctx.report, ctx.prov
   v = p["versions"]
@@ -124,6 +132,8 @@ def section_header(ctx: Ctx) -> None:
       f"flax {v.get('flax')}, optax {v.get('optax')}, pybdm {v.get('pybdm')}). Sweep: "
       f"{runs_phrase(ctx.cfg)}. Every number below was computed from this folder's tables by "
       "`grokjax.report.build_report`; nothing is tuned to match the paper.")
+  if ctx.diverged:
+    r.text(diverged_text(ctx.diverged))
   r.heading("Summary: the paper's claims against this run", 2)
   r.table("reproduction_status", claim_rows(ctx.tables, ctx.res), caption=(
       "Each claim, what this run measured and whether it agrees. 'Through grokking' compares the "

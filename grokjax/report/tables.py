@@ -113,8 +113,11 @@ def snapshot_list(run_dir, metrics: dict, kind: str) -> list[dict]:
   if not path.is_file():
     return []
   out = []
+  analysed = set(analysis.runs_of(metrics))  # a diverged run's rows are left out of metrics
   with np.load(path) as z:
     for run in z["runs"].tolist():
+      if run not in analysed:
+        continue
       info = analysis.run_info(metrics, run)
       for step in z["steps"].tolist():
         key = f"{kind}|{run}|{step}"

@@ -25,7 +25,7 @@ import pathlib
 import jax
 import numpy as np
 
-from grokjax import runio
+from grokjax import folder, runio
 from grokjax.analysis.tables import first_step_at
 from grokjax.errors import RunFolderError
 from grokjax.surrogate import characters, model
@@ -115,17 +115,32 @@ def map_moments(cfg: SurrogateConfig, result: SurrogateResult) -> dict[str, np.n
 
 
 def check_out_dir(out_dir: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
-  """The run folder to write; RunFolderError if it holds files and overwrite is off."""
+  """The run folder to write; RunFolderError if it holds files and overwrite is off, or
+  with overwrite when it is not a surrogate run folder (grokjax.folder.kind): a training
+  run folder's config.json replaced by a surrogate's would break every lens on it."""
   out = pathlib.Path(out_dir)
-  if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+  folder.check_target(out)
+  if not folder.entries(out):
+    return out
+  if not overwrite:
     raise RunFolderError(f"{out} exists and is not empty (pass --overwrite to replace its files)")
+  folder.check_replaceable(out, "surrogate")
   return out
 
 
 def write_run_folder(cfg: SurrogateConfig, result: SurrogateResult, out_dir: str | os.PathLike,
                      *, overwrite: bool = False) -> pathlib.Path:
+  """Writes the run folder (see the module docstring); with `overwrite`, an existing
+  surrogate run folder's files are deleted first, so that none of an older run is left."""
   out = check_out_dir(out_dir, overwrite=overwrite)
-  out.mkdir(parents=True, exist_ok=True)
+  with folder.lock(out):
+    out = check_out_dir(out_dir, overwrite=overwrite)
+    folder.clear(out)  # empty, or a surrogate folder that overwrite replaces
+    _write_files(cfg, result, out)
+  return out
+
+
+def _write_files(cfg: SurrogateConfig, result: SurrogateResult, out: pathlib.Path) -> None:
   record = {
       "config": cfg.to_dict(),
       "runs": [{"run": i, "op": op, "penalty": eta, "seed": seed}
@@ -138,7 +153,6 @@ def write_run_folder(cfg: SurrogateConfig, result: SurrogateResult, out_dir: str
   runio.write_csv(out / "summary.csv", [{k: ("" if v is None else v) for k, v in row.items()}
                                         for row in summarize(cfg, result)])
   np.savez_compressed(out / "maps.npz", **map_moments(cfg, result))
-  return out
 
 
 def load_config(run_dir: str | os.PathLike) -> SurrogateConfig:
