@@ -19,7 +19,7 @@ from grokjax import runio
 from grokjax.causal import apply
 from grokjax.causal.apply import parse_heads
 from grokjax import folder as folder_lib
-from grokjax.cli import load_run_dir, parse_ints, run_main
+from grokjax.cli import check_positive, load_run_dir, parse_ints, run_main
 from grokjax.errors import ConfigError
 from grokjax.figures import causal as causal_figures
 
@@ -49,6 +49,8 @@ def select_runs(cfg) -> list[int]:
 
 def main(argv):
   del argv
+  check_positive(pairs=_PAIRS.value, random_orders=_RANDOM.value,
+                 ablation_examples=_ABL_EXAMPLES.value, max_batch=_MAX_BATCH.value)
   folder = load_run_dir(_RUN_DIR.value)
   folder_lib.hold(folder.path)  # until this command ends: one writer per run folder
   run_dir, cfg = folder.path, folder.cfg

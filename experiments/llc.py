@@ -24,7 +24,7 @@ from absl import app, flags
 
 from grokjax import runio
 from grokjax import folder as folder_lib
-from grokjax.cli import load_run_dir, parse_ints, run_main
+from grokjax.cli import check_columns, check_positive, load_run_dir, parse_ints, run_main
 from grokjax.errors import ConfigError
 from grokjax.figures import slt as slt_figures
 from grokjax.slt import apply, calibration
@@ -105,6 +105,7 @@ def run_calibration(folder: runio.RunFolder, run: int) -> None:
 
 def main(argv):
   del argv
+  check_positive(checkpoint_batch=_CKPT_BATCH.value)
   folder = load_run_dir(_RUN_DIR.value)
   folder_lib.hold(folder.path)  # until this command ends: one writer per run folder
   run_dir = folder.path
@@ -112,13 +113,16 @@ def main(argv):
   if _CALIBRATE.value:
     run_calibration(folder, runs[0])
     return
+  # the figure reads metrics.csv: a bad one is refused before the estimates, not after
+  metrics = folder.metrics() if folder.has_table("metrics") else None
+  check_columns(metrics, ("run", "op", "seed", "weight_decay", "step", "test_acc"),
+                folder.file("metrics.csv"))
   rows = apply.llc_over_training(
       folder, key=jax.random.key(_SEED.value), step_size=_STEP_SIZE.value,
       localization=_LOCALIZATION.value, batch_size=_BATCH.value, runs=runs,
       steps=parse_ints(_STEPS.value, "steps") if _STEPS.value else None, every=_EVERY.value,
       checkpoint_batch=_CKPT_BATCH.value, **sampler_settings())
   runio.write_csv(run_dir / "llc.csv", rows)
-  metrics = folder.metrics() if folder.has_table("metrics") else None
   slt_figures.llc_over_training(folder.table("llc"), metrics, run_dir / "llc")
   print(f"wrote {run_dir / 'llc.csv'} ({len(rows)} rows) and {run_dir / 'llc.png'}")
   n_sat = sum(r["saturated"] for r in rows)

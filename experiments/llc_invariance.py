@@ -27,7 +27,7 @@ from absl import app, flags
 
 from grokjax import runio
 from grokjax import folder as folder_lib
-from grokjax.cli import load_run_dir, run_main
+from grokjax.cli import check_unique, load_run_dir, run_main
 from grokjax.errors import ConfigError
 from grokjax.figures import slt as slt_figures
 from grokjax.slt import apply, invariance
@@ -75,6 +75,7 @@ def floats(values: list[str] | None, name: str, n: int | None = None) -> list[fl
 
 def main(argv):
   del argv
+  check_unique("samplers", _SAMPLERS.value)
   folder = load_run_dir(_RUN_DIR.value)
   folder_lib.hold(folder.path)  # until this command ends: one writer per run folder
   run_dir, cfg, run = folder.path, folder.cfg, pick_run(folder)

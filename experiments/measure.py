@@ -4,8 +4,11 @@
   python -m experiments.measure --run_dir=runs/demo --lenses=spectral,fourier --every=500
   python -m experiments.measure --run_dir=runs/demo --lenses=bdm --steps=0,1000,2500
 
-One row per run x saved step, one column per measure; re-running skips what is
-already there. Lenses: spectral, fourier, geometry, bdm, progress (see grokjax.measures).
+One row per run x saved step, one column per measure, and per lens the options its
+values came from (options/<lens>, e.g. `levels=4 quantise=quantile`). Re-running skips
+what is already there with the same options and recomputes a lens whose options
+changed (--levels=8 after --levels=4 prints "levels 4 -> 8: recomputing bdm at ...").
+Lenses: spectral, fourier, geometry, bdm, progress (see grokjax.measures).
 """
 
 from __future__ import annotations

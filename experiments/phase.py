@@ -24,7 +24,7 @@ from absl import app, flags  # noqa: E402
 
 from grokjax import folder, phase, runio, sweep  # noqa: E402
 from grokjax.figures import phase as phase_figures  # noqa: E402
-from grokjax.cli import parse_ints, run_main, sweep_config_from_flags  # noqa: E402
+from grokjax.cli import check_positive, parse_ints, run_main, sweep_config_from_flags  # noqa: E402
 from grokjax.errors import ConfigError  # noqa: E402
 
 _X = flags.DEFINE_string("x", "weight_decay", f"grid x field: {', '.join(phase.GRID_FIELDS)}")
@@ -61,6 +61,7 @@ def parse_values(values: list[str], field: str, flag: str) -> tuple:
 
 def main(argv):
   del argv
+  check_positive(delay_factor=_DELAY.value, memory_budget_gb=_BUDGET.value)
   if _OUT.value is None:
     raise ConfigError("--out is required (the run folder to write)")
   base = sweep_config_from_flags(flags.FLAGS, _PRESET.value)

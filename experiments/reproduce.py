@@ -19,7 +19,7 @@ import dataclasses
 
 from absl import app, flags
 
-from grokjax.cli import cpu_device_count, run_main, use_cpu_devices
+from grokjax.cli import check_non_negative, cpu_device_count, run_main, use_cpu_devices
 from grokjax.config import PRESETS
 from grokjax.errors import ConfigError
 from grokjax.pipeline import STAGES, reproduce
@@ -50,6 +50,7 @@ def main(argv):
   cfg = PRESETS[_PRESET.value]
   if _STEPS.value is not None:
     cfg = dataclasses.replace(cfg, steps=_STEPS.value)
+  check_non_negative(cpu_devices=_CPU_DEVICES.value)  # 0: chosen from the run count
   use_cpu_devices(_CPU_DEVICES.value or cpu_device_count(len(cfg.runs)))  # before JAX starts
   reproduce(cfg, _OUT.value, PLANS[_PRESET.value], skip=tuple(_SKIP.value),
             write=lambda s: print(s, flush=True))

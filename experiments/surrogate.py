@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from grokjax.cli import parse_ints, run_main
+from grokjax.cli import check_unique, parse_ints, run_main
 from grokjax.errors import ConfigError
 
 flags.DEFINE_list("ops", ["add", "sub", "mul", "div"], "operations (group ops only)")
@@ -49,6 +49,8 @@ def config_from_flags():
     penalties = tuple(float(v) for v in FLAGS.penalties)
   except ValueError as e:
     raise ConfigError(f"--penalties takes comma-separated numbers, got {FLAGS.penalties}") from e
+  check_unique("ops", FLAGS.ops)
+  check_unique("penalties", penalties)
   cfg = SurrogateConfig(
       ops=tuple(FLAGS.ops), p=FLAGS.p, penalties=penalties,
       seeds=tuple(parse_ints(",".join(FLAGS.seeds), "seeds")), train_frac=FLAGS.train_frac,

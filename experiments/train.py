@@ -28,7 +28,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from absl import app, flags  # noqa: E402
 
 from grokjax import sweep
-from grokjax.cli import (default_compilation_cache, join_job, run_main,
+from grokjax.cli import (check_positive, default_compilation_cache, join_job, run_main,
                          sweep_config_from_flags, use_compilation_cache, use_cpu_devices)
 from grokjax.errors import ConfigError
 
@@ -77,6 +77,7 @@ _CACHE = flags.DEFINE_string("compilation_cache", default_compilation_cache(),
 
 def main(argv):
   del argv
+  check_positive(dist_timeout=_DIST_TIMEOUT.value, heartbeat_timeout=_HEARTBEAT.value)
   use_cpu_devices(_CPU_DEVICES.value)
   cfg = sweep_config_from_flags(flags.FLAGS, _PRESET.value)
   if _OUT.value is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from grokjax.errors import GrokjaxError
+from grokjax.errors import ConfigError, GrokjaxError, RunFolderError
 
 
 def run_main(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
@@ -24,6 +24,7 @@ def run_main(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     try:
+      check_no_arguments(argv)
       main(argv)
     except GrokjaxError as e:
       from grokjax import multihost
@@ -42,13 +43,55 @@ def run_main(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
   return wrapped
 
 
-def parse_ints(text: str, name: str) -> list[int]:
-  from grokjax.errors import ConfigError
+def check_no_arguments(argv: list[str]) -> None:
+  """Every CLI takes flags only: a stray word (a flag missing its --) is refused."""
+  if len(argv) > 1:
+    raise ConfigError(f"unexpected argument(s): {' '.join(argv[1:])} (flags take the form "
+                      "--name=value)")
 
+
+def parse_ints(text: str, name: str) -> list[int]:
+  """Comma-separated distinct integers (steps, runs, seeds)."""
   try:
-    return [int(v) for v in text.split(",") if v.strip()]
+    values = [int(v) for v in text.split(",") if v.strip()]
   except ValueError as e:
     raise ConfigError(f"--{name} takes comma-separated integers, got {text!r}") from e
+  check_unique(name, values)
+  return values
+
+
+def check_unique(name: str, values) -> None:
+  """A list flag whose repeats would do the same work twice (or write one row twice)."""
+  values = list(values)
+  repeated = list(dict.fromkeys(v for v in values if values.count(v) > 1))
+  if repeated:
+    raise ConfigError(f"--{name} repeats {', '.join(map(str, repeated))}")
+
+
+def check_positive(**values) -> None:
+  """Each flag given as name=value must be > 0 (None: not given, the default applies)."""
+  _check_range(values, lambda v: v > 0, "> 0")
+
+
+def check_non_negative(**values) -> None:
+  """Each flag given as name=value must be >= 0 (None: not given)."""
+  _check_range(values, lambda v: v >= 0, ">= 0")
+
+
+def _check_range(values: dict, ok: Callable, bound: str) -> None:
+  for name, v in values.items():
+    if v is not None and not ok(v):
+      raise ConfigError(f"--{name} must be {bound}, got {v}")
+
+
+def check_columns(table: dict | None, names, path) -> None:
+  """A table read as input (e.g. metrics.csv for a figure) has these numeric columns; None
+  (no such file) passes. Checked before the work, so a bad file leaves nothing written."""
+  if table is None:
+    return
+  bad = [n for n in names if n not in table or (n != "op" and table[n].dtype.kind not in "fi")]
+  if bad:
+    raise RunFolderError(f"{path}: column(s) {', '.join(bad)} missing or not numeric")
 
 
 def load_run_dir(value: str | None):
@@ -69,6 +112,7 @@ def use_cpu_devices(n: int | None) -> None:
   """
   import os
 
+  check_positive(cpu_devices=n)
   flag = "--xla_force_host_platform_device_count"
   current = os.environ.get("XLA_FLAGS", "")
   if n and n > 1 and flag not in current:

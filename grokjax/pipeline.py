@@ -146,25 +146,11 @@ def _train(fn: Callable[[], object], status: str) -> str:
   return status
 
 
-def _measured(folder: runio.RunFolder, steps: list[int], lenses, runs) -> bool:
-  """Whether measures.csv has every lens's sentinel column at every step of `runs`."""
-  from grokjax.measures.apply import SENTINEL
-
-  if not folder.has_table("measures"):
-    return False
-  t = folder.table("measures")
-  cols = [SENTINEL[l] for l in lenses]
-  if any(c not in t for c in cols):
-    return False
-  ok = np.all([np.isfinite(t[c]) for c in cols], axis=0)
-  have = set(zip(t["run"][ok].tolist(), t["step"][ok].tolist()))
-  return all((r, s) in have for r in runs for s in steps)
-
-
 def stage_measures(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str:
-  """Measures every run (measure_run_dir has no run filter); reused once `runs` are done:
-  a diverged run's NaN parameters give NaN sentinels that would never count as measured."""
-  from grokjax.measures.apply import MeasureOptions, measure_run_dir
+  """Measures every run (measure_run_dir has no run filter); reused once `runs` are done
+  with the plan's options: a diverged run's NaN parameters give NaN sentinels that would
+  never count as measured."""
+  from grokjax.measures.apply import MeasureOptions, measure_run_dir, pending
 
   runs = folder.check_runs(runs)
   saved = list(folder.steps)
@@ -173,12 +159,12 @@ def stage_measures(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str
   cheap = sorted(set(cheap) | set(folder.log_spaced(8)) | {saved[-1]})
   bdm = cheap if plan.bdm_points is None else folder.log_spaced(plan.bdm_points)
   bdm = sorted(set(bdm) | {0})
-  jobs = [(plan.measure_lenses, cheap), (("bdm",), bdm)]
-  if all(_measured(folder, steps, lenses, runs) for lenses, steps in jobs):
+  jobs = [MeasureOptions(lenses=lenses, steps=tuple(steps), **common)
+          for lenses, steps in ((plan.measure_lenses, cheap), (("bdm",), bdm))]
+  if not any(pending(folder, opts, runs) for opts in jobs):
     return "reused"
-  for lenses, steps in jobs:
-    measure_run_dir(folder, MeasureOptions(lenses=lenses, steps=tuple(steps), **common),
-                    write=write)
+  for opts in jobs:
+    measure_run_dir(folder, opts, write=write)
   return f"done ({len(cheap)} steps; BDM at {len(bdm)})"
 
 

@@ -181,9 +181,10 @@ def find_run(cfg: SweepConfig, *, op: str | None = None, seed: int | None = None
 def filter_runs(cfg: SweepConfig, *, ops=None, weight_decays=None, seeds=None,
                 runs: Sequence[int] | None = None) -> list[int]:
   """Indices of the runs (optionally among `runs`) whose op, weight decay and seed are
-  among those given (None keeps all); raises RunFolderError naming the runs when none is."""
-  wds = None if weight_decays is None else [float(w) for w in weight_decays]
-  seeds = None if seeds is None else [int(v) for v in seeds]
+  among those given (None keeps all); raises RunFolderError naming the runs when none is,
+  ConfigError for a weight decay or seed that is not a number."""
+  wds = _numbers(weight_decays, float, "weight_decays")
+  seeds = _numbers(seeds, int, "seeds")
   pool = check_runs(cfg, runs)
   keep = [i for i in pool
           if (ops is None or cfg.runs[i].op in ops)
@@ -193,6 +194,14 @@ def filter_runs(cfg: SweepConfig, *, ops=None, weight_decays=None, seeds=None,
     raise RunFolderError("no run matches the --runs/--ops/--weight_decays/--seeds filters; "
                          f"the folder has: {', '.join(s.label for s in cfg.runs)}")
   return keep
+
+
+def _numbers(values, kind, flag: str) -> list | None:
+  try:
+    return None if values is None else [kind(v) for v in values]
+  except ValueError as e:
+    raise ConfigError(f"--{flag} takes comma-separated {kind.__name__}s, got "
+                      f"{','.join(map(str, values))!r}") from e
 
 
 def check_runs(cfg: SweepConfig, runs: Sequence[int] | None) -> list[int]:

@@ -17,11 +17,17 @@ this process (the same values as `complexity.bdm_measures`). The progress lens
 (`progress.progress_measures`, Nanda et al.'s key frequencies, restricted and excluded
 loss) keys on each checkpoint's own `n_key` strongest frequencies; its non-scalar
 entries are not written. After each batch the whole table is rewritten
-atomically, so an interrupted job loses at most one batch; a re-run skips every
-(run, step) whose columns for the asked lenses are already there, and adds the
-columns of a lens measured later. Columns: the run fields of metrics.csv (run, op,
-seed, weight_decay, lr, train_frac), step, then one column per scalar measure,
-sorted; a value a row lacks is written as nan.
+atomically, so an interrupted job loses at most one batch.
+
+Each row records, per lens, the options its values depend on (`LENS_OPTIONS`) in
+the string column `options/<lens>`, e.g. `levels=4 quantise=quantile` for BDM
+(spectral depends on none and has no such column). A re-run skips every (run, step)
+whose columns for the asked lenses are there with the same options, adds the columns
+of a lens measured later, and recomputes a lens whose recorded options differ from
+the asked ones or were never recorded (tables written before the option columns),
+saying which. Columns: the run fields of metrics.csv (run, op, seed, weight_decay, lr,
+train_frac), step, the option columns, then one column per scalar measure, sorted; a
+value a row lacks is written as nan (an option as the empty string).
 
 The geometry lens uses a fixed subset of `n_examples` examples of each op's full
 table (train and test alike), the same for every run and checkpoint, drawn with
@@ -58,6 +64,11 @@ LENSES = ("spectral", "fourier", "geometry", "bdm", "progress")
 SENTINEL = {"spectral": "param_norm", "fourier": "fourier/embed_gini", "geometry": "geometry/gc",
             "bdm": "bdm/2d/total", "progress": "progress/gini"}
 KEY_COLUMNS = (*runio.RUN_COLUMNS, "step")
+# the MeasureOptions fields each lens's values depend on (n_probes: only with hutchinson)
+LENS_OPTIONS = {"spectral": (), "fourier": ("y0",),
+                "geometry": ("n_examples", "example_seed", "gc_method", "n_probes"),
+                "bdm": ("levels", "quantise"), "progress": ("n_key", "y0")}
+OPTIONS_PREFIX = "options/"
 
 
 @dataclasses.dataclass
@@ -81,15 +92,25 @@ class MeasureOptions:
     if bad or not self.lenses:
       raise ConfigError(f"unknown lens {', '.join(bad) or '(none given)'}; "
                         f"valid: {', '.join(LENSES)}")
-    for name in ("step_batch", "vmap_size", "n_examples", "n_key"):
+    if len(set(self.lenses)) < len(self.lenses):
+      raise ConfigError(f"lenses repeated: {', '.join(self.lenses)}")
+    for name in ("step_batch", "vmap_size", "n_examples", "n_key", "n_probes"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+    if not 2 <= self.levels <= max(complexity.TABLES_1D):
+      raise ConfigError(f"levels must lie in [2, {max(complexity.TABLES_1D)}] (the largest "
+                        f"1-D CTM table), got {self.levels}")
     if self.gc_method not in geometry.METHODS:
       raise ConfigError(f"unknown gc_method {self.gc_method!r}; "
                         f"valid: {', '.join(geometry.METHODS)}")
     if self.quantise not in complexity.METHODS:
       raise ConfigError(f"unknown quantisation {self.quantise!r}; "
                         f"valid: {', '.join(complexity.METHODS)}")
+
+  def recorded(self, lens: str) -> str:
+    """The options `lens`'s values depend on, as its measures.csv column holds them."""
+    names = [n for n in LENS_OPTIONS[lens] if n != "n_probes" or self.gc_method == "hutchinson"]
+    return " ".join(f"{n}={getattr(self, n)}" for n in names)
 
 
 # ---------------------------------------------------------------- the table
@@ -99,26 +120,46 @@ def read_rows(path: pathlib.Path) -> dict[tuple[int, int], dict]:
   if not path.is_file():
     return {}
   table = runio.read_csv(path)
-  kinds = {k: str if k == "op" else int if k in ("run", "seed", "step") else float
-           for k in table}
+  kinds = {k: str if k == "op" or k.startswith(OPTIONS_PREFIX)
+           else int if k in ("run", "seed", "step") else float for k in table}
   out = {}
   for i in range(len(table.get("run", ()))):
     vals = {k: kinds[k](col[i]) for k, col in table.items()}
+    # an option cell of a row the lens never measured is empty (nan where no row has it)
+    vals = {k: v for k, v in vals.items() if kinds[k] is not str or v not in ("", "nan")}
     out[(vals["run"], vals["step"])] = vals
   return out
 
 
 def write_rows(path: pathlib.Path, rows: dict[tuple[int, int], dict]) -> None:
   """The whole table, sorted by (run, step), written atomically (runio.write_csv)."""
-  keys = sorted({k for r in rows.values() for k in r} - set(KEY_COLUMNS))
+  keys = {k for r in rows.values() for k in r} - set(KEY_COLUMNS)
+  options = sorted(k for k in keys if k.startswith(OPTIONS_PREFIX))
+  measures = sorted(keys - set(options))
   ordered = [rows[k] for k in sorted(rows)]
-  runio.write_csv(path, [{**{c: r[c] for c in KEY_COLUMNS},
-                          **{k: r.get(k, math.nan) for k in keys}} for r in ordered])
+  runio.write_csv(path, [{**{c: r[c] for c in KEY_COLUMNS}, **{k: r.get(k, "") for k in options},
+                          **{k: r.get(k, math.nan) for k in measures}} for r in ordered])
 
 
 def has_lens(row: dict | None, lens: str) -> bool:
   v = None if row is None else row.get(SENTINEL[lens])
   return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def stale_reason(row: dict | None, lens: str, opts: MeasureOptions) -> str | None:
+  """Why `row` needs `lens` (re)computed: 'missing', the options that changed ('levels 4
+  -> 8'), or that none were recorded; None when its values are there for these options."""
+  if not has_lens(row, lens):
+    return "missing"
+  want = opts.recorded(lens)
+  have = row.get(OPTIONS_PREFIX + lens)
+  if not want or have == want:
+    return None
+  if have is None:
+    return "options not recorded (an older measures.csv)"
+  old, new = (dict(kv.split("=", 1) for kv in s.split()) for s in (have, want))
+  return ", ".join(f"{k} {old.get(k, 'unused')} -> {new.get(k, 'unused')}"
+                   for k in LENS_OPTIONS[lens] if old.get(k) != new.get(k))
 
 
 # ---------------------------------------------------------------- compiled lenses
@@ -130,8 +171,8 @@ def example_subset(cfg: SweepConfig, op: str, n: int, seed: int) -> tuple[np.nda
 
 
 def lens_fn(cfg: SweepConfig, op: str, lenses: frozenset, opts: MeasureOptions):
-  """jit of: (stacked params [n, ...], train masks [n, p (p - 1)]) -> (scalar measures [n],
-  quantised matrices [n, ...])."""
+  """jit of: (stacked params [n, ...], train masks [n, p (p - 1)]) -> ({lens: scalar
+  measures [n]}, quantised matrices [n, ...])."""
   mc = cfg.model_config
   tokens, targets = map(jnp.asarray, example_subset(cfg, op, opts.n_examples, opts.example_seed))
   key = jax.random.key(opts.example_seed)
@@ -140,16 +181,19 @@ def lens_fn(cfg: SweepConfig, op: str, lenses: frozenset, opts: MeasureOptions):
     params, train_mask = args
     out = {}
     if "spectral" in lenses:
-      out.update(spectral.spectral_measures(params))
+      out["spectral"] = spectral.spectral_measures(params)
     if "fourier" in lenses:
-      out.update(fourier.fourier_measures(mc, params, p=cfg.p, op=op, y0=opts.y0))
+      out["fourier"] = fourier.fourier_measures(mc, params, p=cfg.p, op=op, y0=opts.y0)
     if "geometry" in lenses:
-      out.update(geometry.geometry_measures(mc, params, tokens, targets, method=opts.gc_method,
-                                            n_probes=opts.n_probes, key=key))
+      out["geometry"] = geometry.geometry_measures(mc, params, tokens, targets,
+                                                   method=opts.gc_method,
+                                                   n_probes=opts.n_probes, key=key)
     if "progress" in lenses:
-      out.update(progress.progress_measures(mc, params, p=cfg.p, op=op, train_mask=train_mask,
-                                            n_key=opts.n_key, y0=opts.y0))
-    scalars = {k: v.astype(jnp.float32) for k, v in out.items() if v.ndim == 0}
+      out["progress"] = progress.progress_measures(mc, params, p=cfg.p, op=op,
+                                                   train_mask=train_mask, n_key=opts.n_key,
+                                                   y0=opts.y0)
+    scalars = {l: {k: v.astype(jnp.float32) for k, v in d.items() if v.ndim == 0}
+               for l, d in out.items()}
     codes = (complexity.quantise_tree(params, levels=opts.levels, method=opts.quantise)
              if "bdm" in lenses else {})
     return scalars, codes
@@ -162,19 +206,48 @@ def lens_fn(cfg: SweepConfig, op: str, lenses: frozenset, opts: MeasureOptions):
 
 # ---------------------------------------------------------------- the driver
 
-def _plan(cfg, steps, rows, lenses) -> list[tuple[int, frozenset]]:
-  """(step, lenses still missing for some run at that step), for steps with work left."""
-  plan = []
+def _plan(cfg, steps, rows, opts, runs=None) -> tuple[list[tuple[int, frozenset]], dict]:
+  """(step, lenses to (re)compute for some run there) for the steps with work left, and
+  {(lens, reason): steps} for the lenses recomputed because of their options. `runs`:
+  the runs that count (default: all)."""
+  runs = range(len(cfg.runs)) if runs is None else runs
+  plan, redo = [], {}
   for s in steps:
-    need = frozenset(l for l in lenses if not all(has_lens(rows.get((i, s)), l)
-                                                  for i in range(len(cfg.runs))))
+    need = set()
+    for lens in opts.lenses:
+      why = {stale_reason(rows.get((i, s)), lens, opts) for i in runs} - {None}
+      need |= {lens} if why else set()
+      for r in sorted(why - {"missing"}):
+        redo.setdefault((lens, r), []).append(s)
     if need:
-      plan.append((s, need))
-  return plan
+      plan.append((s, frozenset(need)))
+  return plan, redo
+
+
+def pending(folder: runio.RunFolder, opts: MeasureOptions,
+            runs=None) -> list[tuple[int, frozenset]]:
+  """(step, lenses) that measure_run_dir(folder, opts) would compute for `runs` (default:
+  all); [] when every asked row of them is there, measured with these options."""
+  opts.validate()
+  steps = folder.choose_steps(steps=opts.steps, every=opts.every)
+  return _plan(folder.cfg, steps, read_rows(folder.file(MEASURES)), opts,
+               folder.check_runs(runs))[0]
+
+
+def _set_lens(row: dict, lens: str, values: dict, opts: MeasureOptions) -> None:
+  """A lens's new values and options into `row`, dropping the columns it wrote under other
+  options (progress/key_freq_k for k >= n_key): the ones in the namespaces (first path
+  segment) of its new columns that it no longer writes. Lenses' namespaces are disjoint."""
+  spaces = {k.split("/")[0] for k in values if "/" in k}
+  for k in [k for k in row if "/" in k and k.split("/")[0] in spaces and k not in values]:
+    del row[k]
+  row.update(values)
+  if opts.recorded(lens):
+    row[OPTIONS_PREFIX + lens] = opts.recorded(lens)
 
 
 def _measure_batch(folder, batch, rows, opts, fns) -> None:
-  """Measures the steps of one batch (same missing lenses) for every run into `rows`."""
+  """Measures the steps of one batch (same lenses to do) for every run into `rows`."""
   cfg = folder.cfg
   steps, need = [s for s, _ in batch], batch[0][1]
   padded = steps + steps[-1:] * (opts.step_batch - len(steps))  # fixed shapes: one compile
@@ -191,11 +264,13 @@ def _measure_batch(folder, batch, rows, opts, fns) -> None:
     scalars, codes = jax.device_get(fns[(op, need)](params, masks))
     n = len(steps) * len(idx)  # the rows of the padding steps are dropped
     bdm_rows = (bdm.lens_rows({k: v[:n] for k, v in codes.items()}, levels=opts.levels)
-                if "bdm" in need else [{}] * n)
+                if "bdm" in need else None)
     for j, (s, i) in enumerate((s, i) for s in steps for i in idx):
       row = rows.setdefault((i, s), {**runio.run_fields(i, cfg.runs[i]), "step": s})
-      row.update({k: float(v[j]) for k, v in scalars.items()})
-      row.update(bdm_rows[j])
+      for lens, values in scalars.items():
+        _set_lens(row, lens, {k: float(v[j]) for k, v in values.items()}, opts)
+      if bdm_rows is not None:
+        _set_lens(row, "bdm", bdm_rows[j], opts)
 
 
 def measure_run_dir(folder: runio.RunFolder, opts: MeasureOptions | None = None, *,
@@ -208,9 +283,11 @@ def measure_run_dir(folder: runio.RunFolder, opts: MeasureOptions | None = None,
   steps = folder.choose_steps(steps=opts.steps, every=opts.every)
   path = folder.file(MEASURES)
   rows = read_rows(path)
-  plan = _plan(cfg, steps, rows, opts.lenses)
+  plan, redo = _plan(cfg, steps, rows, opts)
   write(f"measure: {len(steps)} step(s) x {len(cfg.runs)} run(s), lenses {','.join(opts.lenses)}; "
         f"{len(steps) - len(plan)} step(s) already measured")
+  for (lens, why), at in redo.items():
+    write(f"measure: {why}: recomputing {lens} at {len(at)} step(s)")
   fns: dict = {}
   t0, done = time.time(), 0
   while plan:
