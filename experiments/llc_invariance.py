@@ -78,7 +78,7 @@ def main(argv):
   check_unique("samplers", _SAMPLERS.value)
   folder = load_run_dir(_RUN_DIR.value)
   folder_lib.hold(folder.path)  # until this command ends: one writer per run folder
-  run_dir, cfg, run = folder.path, folder.cfg, pick_run(folder)
+  run_dir, run = folder.path, pick_run(folder)
   step = _STEP.value if _STEP.value is not None else folder.steps[-1]
   alphas = invariance.log_grid(_GRID.value, *floats(_ALPHAS.value, "alpha_range", 2))
   betas = invariance.log_grid(_GRID.value, *floats(_BETAS.value, "beta_range", 2))

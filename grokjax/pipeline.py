@@ -281,7 +281,11 @@ def stage_hidden(folder: runio.RunFolder, plan: Plan, write) -> str:
       tsne_examples=plan.hidden_tsne_examples, tsne_sites=plan.hidden_tsne_sites,
       perplexity=plan.hidden_perplexity, seed=plan.seed)
   path = folder.file(hidden_apply.FILE)
-  old = hidden_apply.load(path)
+  try:
+    old = hidden_apply.load(path)
+  except RunFolderError as e:  # e.g. cut off by a killed write
+    write(f"{e}; recomputing it")
+    old = None
   if old is not None and old.current(opts, hidden_apply.runs_of(folder.cfg)):
     return "reused"
   hidden_apply.save(path, hidden_apply.compute(folder, opts, write=write))

@@ -27,6 +27,8 @@ import os
 import pathlib
 import secrets
 import subprocess
+import zipfile
+import zlib
 from typing import IO, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -123,6 +125,23 @@ def read_json(path: str | os.PathLike):
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
     raise RunFolderError(f"cannot read {path}: it is not JSON text ({e}); the file is "
                          "corrupted or was edited") from e
+
+
+def read_npz(path: str | os.PathLike, header: Sequence[str]) -> dict[str, np.ndarray]:
+  """Every array of an .npz file; RunFolderError where it is not a whole npz (cut off,
+  edited) or lacks one of the `header` arrays."""
+  path = pathlib.Path(path)
+  try:
+    with np.load(path) as z:
+      arrays = {k: z[k] for k in z.files}
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    raise RunFolderError(f"cannot read {path}: {type(e).__name__}: {e}; the file is "
+                         "truncated or corrupted") from e
+  missing = [k for k in header if k not in arrays]
+  if missing:
+    raise RunFolderError(f"cannot read {path}: it lacks the arrays {missing}; the file is "
+                         "truncated or corrupted")
+  return arrays
 
 
 def write_config(run_dir: str | os.PathLike, cfg: SweepConfig, devices: Sequence[str]) -> None:

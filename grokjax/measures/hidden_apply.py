@@ -43,7 +43,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from grokjax import runio
-from grokjax.errors import ConfigError, RunFolderError
+from grokjax.errors import ConfigError
 
 FILE = "hidden.npz"
 FORMAT = 1  # bumped when the arrays change, so old files are recomputed
@@ -208,13 +208,6 @@ def load(path: str | os.PathLike) -> Hidden | None:
   path = pathlib.Path(path)
   if not path.is_file():
     return None
-  try:
-    with np.load(path) as z:
-      arrays = {k: z[k] for k in z.files}
-  except (OSError, ValueError) as e:
-    raise RunFolderError(f"cannot read {path}: {e}") from e
-  missing = [k for k in HEAD if k not in arrays]
-  if missing:
-    raise RunFolderError(f"{path} lacks {missing}")
+  arrays = runio.read_npz(path, HEAD)
   head = {k: arrays.pop(k).tolist() for k in HEAD}
   return Hidden(head=head, arrays=arrays)

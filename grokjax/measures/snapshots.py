@@ -22,14 +22,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import zipfile
-import zlib
 from typing import Callable, Sequence
 
 import numpy as np
 
 from grokjax.config import SweepConfig
-from grokjax.errors import RunFolderError
 
 FILE = "snapshots.npz"
 FORMAT = 2  # bumped when snapshot_fn's arrays change, so old files are recomputed
@@ -131,16 +128,10 @@ def load(path: str | os.PathLike) -> Snapshots | None:
   path = pathlib.Path(path)
   if not path.is_file():
     return None
-  try:
-    with np.load(path) as z:
-      arrays = {k: z[k] for k in z.files}
-  except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-    raise RunFolderError(f"cannot read {path}: {type(e).__name__}: {e}; the file is "
-                         "truncated or corrupted") from e
+  from grokjax import runio
+
   head = ("steps", "runs", "matrix_name", "format")
-  if any(k not in arrays for k in head[:3]):
-    raise RunFolderError(f"cannot read {path}: it lacks the arrays {list(head[:3])}; the file "
-                         "is truncated or corrupted")
+  arrays = runio.read_npz(path, head[:3])
   return Snapshots(steps=tuple(arrays["steps"].tolist()), runs=tuple(arrays["runs"].tolist()),
                    matrix_name=str(arrays["matrix_name"]),
                    format=int(arrays["format"]) if "format" in arrays else 0,

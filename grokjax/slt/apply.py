@@ -25,7 +25,6 @@ samplers on one run at one checkpoint (experiments.llc_invariance and the pipeli
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import jax
