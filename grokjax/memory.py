@@ -30,6 +30,7 @@ import pathlib
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from grokjax.config import ModelConfig, SweepConfig
@@ -81,7 +82,8 @@ def estimate(cfg: SweepConfig) -> Estimate:
   """The per-run memory estimate of a sweep (pure: traces shapes, allocates nothing)."""
   from grokjax.train import init_state, run_hypers  # train imports the model; keep this light
 
-  hypers = {k: v[0] for k, v in run_hypers(cfg.runs[:1]).items()}
+  # arrays, not numpy scalars: inject_hyperparams would take a scalar for a static argument
+  hypers = {k: jnp.asarray(v[0]) for k, v in run_hypers(cfg.runs[:1]).items()}
   shapes = jax.eval_shape(lambda k: init_state(cfg, k, **hypers), jax.random.key(0))
   nbytes = lambda tree: sum(int(np.prod(a.shape)) * a.dtype.itemsize
                             for a in jax.tree.leaves(tree))
