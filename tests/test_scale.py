@@ -80,6 +80,7 @@ def test_injected_hyperparameters_stay_float32_for_bfloat16_params(cut):
   assert len(hypers) >= 4 and all(a.dtype == jnp.float32 for a in hypers)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", SHAPES)
 def test_cut_trains_finite_loss_that_falls_on_a_fixed_batch(cut, shape):
   cfg = cut(shape)
@@ -107,6 +108,7 @@ def test_cut_trains_finite_loss_that_falls_on_a_fixed_batch(cut, shape):
   assert curve[-1] < curve[0] - 0.1, curve
 
 
+@pytest.mark.slow
 def test_cut_checkpoints_on_schedule_and_resumes_exactly(tmp_path, cut):
   # p 11: each stop evaluates the full split, 121 examples
   cfg = cut("gpt2-medium", p=11, steps=2, eval_every=2, log_points=0, ckpt_steps=(1,))
