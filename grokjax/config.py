@@ -272,10 +272,10 @@ PRESETS: dict[str, SweepConfig] = {
     "tiny": SweepConfig(
         ops=("add",), p=23, seeds=(0,), weight_decays=(1.0,), lrs=(3e-3,), train_fracs=(0.8,),
         steps=1500, batch_size=64, eval_every=50, ckpt_every=250, model="tiny"),
-    # The scale-up protocol: x - y mod 97 at wd 1, one seed,
-    # clipped at 1.0, bf16 compute (float32 params and optimizer state), remat from the
-    # model preset, checkpoints at the four steps the head analysis reads. Batch 64 keeps
-    # GPT-2-large's activations small next to its 7.9 GiB of params + AdamW state.
+    # The scale-up protocol (GPU jobs): x - y mod 97 at wd 1, one seed, clipped at 1.0, bf16
+    # compute (float32 params and optimizer state), remat from the model preset, checkpoints
+    # at the four steps the head analysis reads. Batch 64 keeps GPT-2-large's activations
+    # small next to its 7.9 GiB of params + AdamW state (grokjax.memory estimates both).
     "gpt2-medium": SweepConfig(
         ops=("sub",), seeds=(42,), weight_decays=(1.0,), batch_size=64, grad_clip=1.0,
         model="gpt2-medium", dtype="bfloat16", eval_every=1000,
