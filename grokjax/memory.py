@@ -10,6 +10,8 @@ trace minutes later. Per run the estimate is
                updates the optimizer chain forms from them)
   activations  the larger of the training step's (batch x bytes per example) and
                the evaluation's (eval_chunk examples, forward only: one block live)
+  host copy    on a CPU only, the state once more: the sweep builds it on the host
+               (numpy) before placing it on the devices, which there share that memory
 
 Activations per example are an upper bound, in the compute dtype (`ModelConfig.dtype`):
 a block saves at most T (12 d + 3 d_mlp) values for its backward pass plus the
@@ -70,16 +72,18 @@ class Estimate(NamedTuple):
   gradients: int
   train_per_example: int
   eval_activations: int
+  host_copy: int = 0
 
   def activations(self, batch: int) -> int:
     return max(batch * self.train_per_example, self.eval_activations)
 
   def total(self, batch: int) -> int:
-    return self.state + self.gradients + self.activations(batch)
+    return self.state + self.gradients + self.activations(batch) + self.host_copy
 
 
-def estimate(cfg: SweepConfig) -> Estimate:
-  """The per-run memory estimate of a sweep (pure: traces shapes, allocates nothing)."""
+def estimate(cfg: SweepConfig, *, host_copy: bool = False) -> Estimate:
+  """The per-run memory estimate of a sweep (pure: traces shapes, allocates nothing);
+  `host_copy`: the devices are the host's CPU, so the host copy of the state counts."""
   from grokjax.train import init_state, run_hypers  # train imports the model; keep this light
 
   # arrays, not numpy scalars: inject_hyperparams would take a scalar for a static argument
@@ -91,12 +95,13 @@ def estimate(cfg: SweepConfig) -> Estimate:
   n_eval = min(cfg.eval_chunk, cfg.p * cfg.p)
   return Estimate(state=nbytes(shapes), gradients=GRAD_COPIES * nbytes(shapes.params),
                   train_per_example=train_bytes_per_example(mc),
-                  eval_activations=n_eval * eval_bytes_per_example(mc))
+                  eval_activations=n_eval * eval_bytes_per_example(mc),
+                  host_copy=nbytes(shapes) if host_copy else 0)
 
 
 def largest_batch(est: Estimate, runs: int, available: int) -> int:
   """The largest batch size whose estimate fits (0: none does)."""
-  budget = available // runs - est.state - est.gradients
+  budget = available // runs - est.state - est.gradients - est.host_copy
   if budget < est.eval_activations:
     return 0
   return int(budget // est.train_per_example)
@@ -114,7 +119,9 @@ def check_fits(cfg: SweepConfig, est: Estimate, *, runs: int, available: int,
   raise ConfigError(
       f"batch_size={cfg.batch_size} needs about {need / GIB:.2f} GiB for {runs} run(s) "
       f"(per run: state {est.state / GIB:.2f} GiB, gradients {est.gradients / GIB:.2f} GiB, "
-      f"activations {est.activations(cfg.batch_size) / GIB:.2f} GiB) but {where} has "
+      f"activations {est.activations(cfg.batch_size) / GIB:.2f} GiB"
+      + (f", host copy {est.host_copy / GIB:.2f} GiB" if est.host_copy else "")
+      + f") but {where} has "
       f"{available / GIB:.2f} GiB available; {advice}")
 
 
@@ -152,4 +159,5 @@ def check_sweep(cfg: SweepConfig, devices=None) -> None:
     runs, available = per_device, None if None in free else min(free)
     where = f"each {local[0].platform} device"
   if available is not None:
-    check_fits(cfg, estimate(cfg), runs=runs, available=available, where=where)
+    est = estimate(cfg, host_copy=local[0].platform == "cpu")
+    check_fits(cfg, est, runs=runs, available=available, where=where)

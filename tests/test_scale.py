@@ -141,6 +141,8 @@ def test_a_batch_that_does_not_fit_is_one_line_before_any_allocation(tmp_path, c
       jax.eval_shape(lambda k: init_params(cfg.model_config, k), jax.random.key(0))))
   assert 0 <= est.state - 3 * 4 * n_params < 1024  # params + two AdamW moments, float32
   assert est.gradients == memory.GRAD_COPIES * 4 * n_params
+  on_cpu = memory.estimate(cfg, host_copy=True)
+  assert on_cpu.total(64) - est.total(64) == est.state
   with pytest.raises(ConfigError, match=r"batch_size=64 needs about [\d.]+ GiB .* host "
                                         r"memory has 0\.50 GiB available; no batch size fits"):
     memory.check_fits(cfg, est, runs=1, available=2**29, where="host memory")
