@@ -6,6 +6,7 @@
   python -m experiments.train --out=runs/demo --preset=demo --resume
   python -m experiments.train --preset=demo --weight_decays=1 --grokfast_lambs=0,2 \
       --out=runs/grokfast
+  python -m experiments.train --preset=gpt2-medium --out=runs/gpt2-medium   # a GPU job
 
 Explicit flags override the preset's values. --cpu_devices=N splits a CPU-only
 host into N XLA devices and shards the runs over them. Compiled programs are kept in
@@ -32,7 +33,8 @@ from grokjax.cli import (check_positive, default_compilation_cache, join_job, ru
                          sweep_config_from_flags, use_compilation_cache, use_cpu_devices)
 from grokjax.errors import ConfigError
 
-_PRESET = flags.DEFINE_string("preset", "paper", "paper | demo | cpu-quick | tiny")
+_PRESET = flags.DEFINE_string("preset", "paper",
+                               "paper | demo | cpu-quick | tiny | gpt2-medium | gpt2-large")
 flags.DEFINE_list("ops", None, "operations, e.g. add,sub,mul,div")
 flags.DEFINE_list("seeds", None, "integer seeds")
 flags.DEFINE_list("weight_decays", None, "AdamW weight decays")
@@ -54,6 +56,8 @@ flags.DEFINE_string("dtype", None, "float32 | bfloat16 (compute dtype)")
 flags.DEFINE_float("grad_clip", None, "global-norm gradient clipping, 0 disables")
 flags.DEFINE_integer("eval_every", None, "evaluate every K steps")
 flags.DEFINE_integer("ckpt_every", None, "checkpoint params every K steps")
+flags.DEFINE_list("ckpt_steps", None, "explicit checkpoint steps, e.g. 100,1000,10000,100000 "
+                  "(replace --ckpt_every; the last step is always saved)")
 _OUT = flags.DEFINE_string("out", None, "run folder")
 _RESUME = flags.DEFINE_bool("resume", False, "continue the sweep in --out")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "delete --out first")

@@ -179,7 +179,7 @@ def cpu_device_count(n_runs: int) -> int:
 
 SWEEP_LIST_FLAGS = {"ops": str, "seeds": int, "weight_decays": float, "lrs": float,
                     "train_fracs": float, "grokfast_alphas": float, "grokfast_lambs": float,
-                    "grokfast_windows": int, "weight_norms": float}
+                    "grokfast_windows": int, "weight_norms": float, "ckpt_steps": int}
 SWEEP_SCALAR_FLAGS = ("p", "steps", "batch_size", "model", "activation", "dtype", "grad_clip",
                       "eval_every", "ckpt_every", "grokfast_filter")
 

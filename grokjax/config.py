@@ -140,6 +140,7 @@ class SweepConfig:
   eval_every: int = 100
   ckpt_every: int = 100
   log_points: int = 8  # extra log-spaced eval/checkpoint steps before eval_every
+  ckpt_steps: tuple[int, ...] = ()  # explicit checkpoint steps (+ the last); replace ckpt_every
   model: str = "paper"  # a key of MODEL_PRESETS
   activation: str = "gelu"
   init: str = "torch"
@@ -230,6 +231,9 @@ class SweepConfig:
     for name in ("steps", "batch_size", "eval_every", "ckpt_every"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+    for s in self.ckpt_steps:
+      if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+        raise ConfigError(f"ckpt_steps must be integers >= 0, got {s!r}")
     n_min = min(tasks.num_train(self.p, frac) for frac in self.train_fracs)
     if self.batch_size > n_min:
       raise ConfigError(
@@ -301,4 +305,16 @@ PRESETS: dict[str, SweepConfig] = {
     "tiny": SweepConfig(
         ops=("add",), p=23, seeds=(0,), weight_decays=(1.0,), lrs=(3e-3,), train_fracs=(0.8,),
         steps=1500, batch_size=64, eval_every=50, ckpt_every=250, model="tiny"),
+    # The scale-up protocol (GPU jobs): x - y mod 97 at wd 1, one seed, clipped at 1.0, bf16
+    # compute (float32 params and optimizer state), remat from the model preset, checkpoints
+    # at the four steps the head analysis reads. Batch 64 keeps GPT-2-large's activations
+    # small next to its 7.9 GiB of params + AdamW state (grokjax.memory estimates both).
+    "gpt2-medium": SweepConfig(
+        ops=("sub",), seeds=(42,), weight_decays=(1.0,), batch_size=64, grad_clip=1.0,
+        model="gpt2-medium", dtype="bfloat16", eval_every=1000,
+        ckpt_steps=(100, 1_000, 10_000, 100_000)),
+    "gpt2-large": SweepConfig(
+        ops=("sub",), seeds=(42,), weight_decays=(1.0,), batch_size=64, grad_clip=1.0,
+        model="gpt2-large", dtype="bfloat16", eval_every=1000,
+        ckpt_steps=(100, 1_000, 10_000, 100_000)),
 }

@@ -7,7 +7,8 @@ The host loop only moves between stop points: at each one it evaluates every run
 its full train and test split, appends to `metrics.csv`, saves checkpoints on the
 schedule and prints progress. Stop points are every `eval_every` steps plus
 `log_points` log-spaced early steps, so curves on a log-step axis have data at the
-start; checkpoints follow the same rule with `ckpt_every`.
+start; checkpoints follow the same rule with `ckpt_every`, or fall on the explicit
+`ckpt_steps` (and the last step) when those are given.
 
 >>> # from grokjax.config import PRESETS
 >>> # summary = train_sweep(PRESETS["demo"], "runs/demo")
@@ -24,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import checkpoint, divergence, folder, multihost, runio, sharding
+from grokjax import checkpoint, divergence, folder, memory, multihost, runio, sharding
 from grokjax.analysis.tables import first_step_at
 from grokjax.config import SweepConfig
 from grokjax.errors import CheckpointError, DivergenceError, RunFolderError
@@ -49,6 +50,8 @@ def schedule(cfg: SweepConfig) -> tuple[list[int], set[int]]:
   ckpts = {0, cfg.steps} | set(range(cfg.ckpt_every, cfg.steps, cfg.ckpt_every))
   ckpts |= {s for s in log_steps(min(cfg.ckpt_every, cfg.eval_every), cfg.log_points)
             if s < cfg.steps}
+  if cfg.ckpt_steps:  # an explicit list replaces the schedule above (the last step stays)
+    ckpts = {s for s in cfg.ckpt_steps if s <= cfg.steps} | {cfg.steps}
   return sorted(evals | ckpts), ckpts
 
 
@@ -209,6 +212,7 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
   folder only once everything that can fail before training has been checked.
   """
   cfg.validate()
+  memory.check_sweep(cfg, devices)  # before anything is allocated: a batch too large is one line
   writer = multihost.is_writer()
   write = write if writer else (lambda s: None)
   out = pathlib.Path(out_dir)

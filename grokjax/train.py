@@ -16,6 +16,7 @@ would.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import flax.struct
@@ -57,21 +58,23 @@ def make_optimizer(cfg: SweepConfig, lr: float | Array = 1e-3, weight_decay: flo
   The chain is [Grokfast filter] -> [clip] -> AdamW -> [weight-norm projection]; the
   bracketed parts exist only if some run of the sweep uses them (`cfg.uses_grokfast`,
   `cfg.grad_clip > 0`, `cfg.uses_weight_norm`), so a plain sweep's optimizer and its
-  state are what they were without them. Every hyperparameter is in the state.
+  state are what they were without them. Every hyperparameter is in the state, as
+  float32: inject_hyperparams would otherwise take the parameters' dtype.
   """
+  inject = functools.partial(optax.inject_hyperparams, hyperparam_dtype=jnp.float32)
   parts = []
   if cfg.uses_grokfast and cfg.grokfast_filter == "ema":
-    parts.append(optax.inject_hyperparams(optim.grokfast_ema)(
+    parts.append(inject(optim.grokfast_ema)(
         alpha=grokfast_alpha, lamb=grokfast_lamb))
   elif cfg.uses_grokfast:
-    parts.append(optax.inject_hyperparams(optim.grokfast_ma, static_args=("max_window",))(
+    parts.append(inject(optim.grokfast_ma, static_args=("max_window",))(
         window=grokfast_window, lamb=grokfast_lamb, max_window=cfg.grokfast_max_window))
   if cfg.grad_clip > 0:
     parts.append(optax.clip_by_global_norm(cfg.grad_clip))
-  parts.append(optax.inject_hyperparams(optax.adamw, static_args=("b1", "b2"))(
+  parts.append(inject(optax.adamw, static_args=("b1", "b2"))(
       learning_rate=lr, weight_decay=weight_decay, b1=cfg.b1, b2=cfg.b2))
   if cfg.uses_weight_norm:
-    parts.append(optax.inject_hyperparams(optim.fixed_weight_norm)(target=weight_norm))
+    parts.append(inject(optim.fixed_weight_norm)(target=weight_norm))
   return parts[0] if len(parts) == 1 else optax.chain(*parts)
 
 
