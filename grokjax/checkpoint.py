@@ -1,9 +1,9 @@
 """Orbax checkpoints of a sweep, and loading their parameters for the lenses.
 
 A run folder keeps two orbax `CheckpointManager`s under `checkpoints/`:
-  `params/`  the stacked parameters of every run ([runs, ...] leaves) at every
-             scheduled step: step 0, log-spaced early steps, every `ckpt_every`
-             steps and the last step;
+  `params/`  the stacked parameters of every run ([runs, ...] leaves) at every step
+             grokjax.ckpt_schedule saves: step 0, the last step, fixed, log-spaced
+             and metric-triggered steps;
   `state/`   the full stacked TrainState (params, optimizer state, step), the latest
              two only, to resume an interrupted sweep.
 
@@ -41,10 +41,20 @@ PARAMS, STATE = "params", "state"
 DIGESTS = "digests.json"
 
 
-def manager(run_dir, kind: str, *, read_only: bool = False, max_to_keep: int | None = None):
+def manager(run_dir, kind: str, *, read_only: bool = False, max_to_keep: int | None = None,
+            async_save: bool = False):
+  """An orbax manager of checkpoints/<kind>.
+
+  `async_save`: `save` returns once the host copy is handed over and a thread writes it;
+  orbax writes each step into `<step>.orbax-checkpoint-tmp` and renames it when done, so
+  an interrupted save is never listed by `all_steps` (and is removed by the next writer
+  manager), and each save waits for the previous one of its manager to finish.
+  """
   path = pathlib.Path(run_dir).resolve() / "checkpoints" / kind
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, read_only=read_only,
-                                         create=not read_only, enable_async_checkpointing=False)
+                                         create=not read_only,
+                                         cleanup_tmp_directories=not read_only,
+                                         enable_async_checkpointing=async_save)
   return ocp.CheckpointManager(path, options=options)
 
 

@@ -4,11 +4,11 @@ The runs (`SweepConfig.runs`: ops x weight decays x seeds x lrs x train fraction
 are stacked on a leading axis and trained by one `jit` of a loop over steps of a
 `vmap` of `train.train_step` over runs; the runs axis is sharded over the devices.
 The host loop only moves between stop points: at each one it evaluates every run on
-its full train and test split, appends to `metrics.csv`, saves checkpoints on the
-schedule and prints progress. Stop points are every `eval_every` steps plus
-`log_points` log-spaced early steps, so curves on a log-step axis have data at the
-start; checkpoints follow the same rule with `ckpt_every`, or fall on the explicit
-`ckpt_steps` (and the last step) when those are given.
+its full train and test split, appends to `metrics.csv`, saves checkpoints and prints
+progress. Stop points are every `eval_every` steps plus `log_points` log-spaced early
+steps, so curves on a log-step axis have data at the start, plus the scheduled
+checkpoint steps; a checkpoint is saved where grokjax.ckpt_schedule says (fixed or
+explicit `ckpt_steps`, log-spaced, or triggered by the metrics), asynchronously.
 
 >>> # from grokjax.config import PRESETS
 >>> # summary = train_sweep(PRESETS["demo"], "runs/demo")
@@ -25,8 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import checkpoint, divergence, folder, memory, multihost, runio, sharding
+from grokjax import (checkpoint, ckpt_schedule, divergence, folder, memory, multihost, runio,
+                     sharding)
 from grokjax.analysis.tables import first_step_at
+from grokjax.ckpt_schedule import log_steps
 from grokjax.config import SweepConfig
 from grokjax.errors import CheckpointError, DivergenceError, RunFolderError
 from grokjax.measures.spectral import spectral_summary
@@ -36,22 +38,12 @@ from grokjax.train import (RunData, TrainState, evaluate, init_state, run_data, 
 METRICS = "metrics.csv"
 
 
-def log_steps(upto: int, n: int) -> set[int]:
-  """n log-spaced integer steps in [1, upto)."""
-  if n <= 0 or upto <= 1:
-    return set()
-  return {int(s) for s in np.unique(np.round(np.geomspace(1, upto, n + 1)[:-1]))}
-
-
 def schedule(cfg: SweepConfig) -> tuple[list[int], set[int]]:
-  """(stop points where every run is evaluated, the subset where params are saved)."""
+  """(stop points where every run is evaluated, the subset where params are always saved;
+  triggers may save at the other stops)."""
   evals = {0, cfg.steps} | set(range(cfg.eval_every, cfg.steps, cfg.eval_every))
   evals |= {s for s in log_steps(cfg.eval_every, cfg.log_points) if s < cfg.steps}
-  ckpts = {0, cfg.steps} | set(range(cfg.ckpt_every, cfg.steps, cfg.ckpt_every))
-  ckpts |= {s for s in log_steps(min(cfg.ckpt_every, cfg.eval_every), cfg.log_points)
-            if s < cfg.steps}
-  if cfg.ckpt_steps:  # an explicit list replaces the schedule above (the last step stays)
-    ckpts = {s for s in cfg.ckpt_steps if s <= cfg.steps} | {cfg.steps}
+  ckpts = ckpt_schedule.scheduled(cfg)
   return sorted(evals | ckpts), ckpts
 
 
@@ -172,6 +164,21 @@ def _restore_latest(out: pathlib.Path, like: TrainState,
                         "use --overwrite to start again")
 
 
+def _resumed_tracker(out: pathlib.Path, tracker: ckpt_schedule.Tracker, start: int,
+                     n_runs: int) -> ckpt_schedule.Tracker:
+  """The trigger state after the save at `start`, from metrics.csv's rows there."""
+  if not tracker.trigger.on:
+    return tracker
+  m = runio.read_csv(out / METRICS)
+  sel = m["step"] == start
+  if sorted(m["run"][sel].tolist()) != list(range(n_runs)):
+    raise CheckpointError(f"cannot resume {out}: {METRICS} lacks one row per run at the "
+                          f"checkpoint step {start}; use --overwrite to start again")
+  order = np.argsort(m["run"][sel])
+  at_start = {k: m[k][sel][order] for k in ckpt_schedule.ACC_METRICS + ckpt_schedule.LOSS_METRICS}
+  return tracker.resumed(checkpoint.list_steps(out), start, at_start)
+
+
 class Progress:
   """Throttled one-line progress: steps/s, ETA and best test accuracy per op."""
 
@@ -213,6 +220,8 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
   """
   cfg.validate()
   memory.check_sweep(cfg, devices)  # before anything is allocated: a batch too large is one line
+  allowance = (ckpt_schedule.trigger_allowance(cfg, ckpt_schedule.Sizes.of(cfg))
+               if cfg.max_checkpoint_gb else None)  # a schedule that cannot fit: before any file
   writer = multihost.is_writer()
   write = write if writer else (lambda s: None)
   out = pathlib.Path(out_dir)
@@ -221,53 +230,65 @@ def train_sweep(cfg: SweepConfig, out_dir, *, resume: bool = False, overwrite: b
     mesh = sharding.runs_mesh(devices)
     data, state = stacked_runs(cfg)  # may fail too: before anything is cleared
     resume = prepare_folder(cfg, out, resume, overwrite, write)
-    return _train(cfg, out, mesh, data, state, resume, on_stop, write)
+    return _train(cfg, out, mesh, data, state, resume, on_stop, write, allowance)
 
 
 def _train(cfg: SweepConfig, out: pathlib.Path, mesh, data: RunData, state: TrainState,
-           resume: bool, on_stop, write) -> list[dict]:
+           resume: bool, on_stop, write, allowance: int | None) -> list[dict]:
   writer = multihost.is_writer()
   n_runs = len(cfg.runs)
   n_pad = sharding.padded_size(n_runs, mesh)
+  stops, ckpts = schedule(cfg)
+  tracker = ckpt_schedule.Tracker(frozenset(ckpts), ckpt_schedule.Trigger.of(cfg), allowance)
   start = 0
   if resume:
     state = _restore_latest(out, state, write)
     start = int(np.asarray(state.step).reshape(-1)[0])
+    tracker = _resumed_tracker(out, tracker, start, n_runs)
+    multihost.sync("trigger-state-read")  # before process 0 truncates metrics.csv
     if writer:
       _truncate_metrics(out / METRICS, start)
   elif writer:
     runio.write_config(out, cfg, [str(d) for d in mesh.devices.flat])
+  # asynchronous: training goes on while a thread writes; see _save for the crash guarantee
+  params_mgr = checkpoint.manager(out, checkpoint.PARAMS, async_save=True)
+  state_mgr = checkpoint.manager(out, checkpoint.STATE, async_save=True,
+                                 max_to_keep=ckpt_schedule.STATE_KEPT)
+  if resume and start not in params_mgr.all_steps():
+    checkpoint.save(params_mgr, start, jax.tree.map(np.asarray, state.params))
   runs = sharding.shard_runs(sharding.pad_runs(data, n_pad), mesh)
   state = sharding.shard_runs(sharding.pad_runs(state, n_pad), mesh)
   train_until, measure = compile_fns(cfg)
-  stops, ckpts = schedule(cfg)
-  params_mgr = checkpoint.manager(out, checkpoint.PARAMS)
-  state_mgr = checkpoint.manager(out, checkpoint.STATE, max_to_keep=2)
   dev = list(mesh.devices.flat)
   write(f"grokjax: {n_runs} runs x {cfg.steps} steps on {len(dev)} {dev[0].platform} "
         f"device(s) -> {out}" + (f" (resuming at {start})" if resume else ""))
   progress = Progress(cfg, start, write)
   reported: dict[int, int] = {}  # run -> step its divergence was reported at
   current = start
-  for stop in [s for s in stops if s >= start and not (resume and s == start)]:
-    if stop > current:
-      state = train_until(state, runs, jnp.int32(stop - current))
-      current = stop
-    metrics = sharding.to_host(measure(state.params, runs), n_runs)
-    diverged = sharding.to_host(state.diverged_at, n_runs)
-    rows = [{**runio.run_fields(i, spec), "step": stop,
-             **{k: float(v[i]) for k, v in metrics.items()}} for i, spec in enumerate(cfg.runs)]
-    if writer:
-      runio.write_csv(out / METRICS, rows, append=True)
-    _report_divergence(cfg, diverged, metrics, stop, reported, write)
-    if stop in ckpts:
-      checkpoint.save(params_mgr, stop, sharding.to_host(state.params, n_runs))
-      checkpoint.save(state_mgr, stop, sharding.to_host(state, n_runs))
-    progress.update(stop, metrics["test_acc"], force=stop == cfg.steps)
-    if on_stop is not None:
-      on_stop(stop)
-  params_mgr.wait_until_finished()
-  state_mgr.wait_until_finished()
+  try:
+    for stop in [s for s in stops if s >= start and not (resume and s == start)]:
+      if stop > current:
+        state = train_until(state, runs, jnp.int32(stop - current))
+        current = stop
+      metrics = sharding.to_host(measure(state.params, runs), n_runs)
+      diverged = sharding.to_host(state.diverged_at, n_runs)
+      rows = [{**runio.run_fields(i, spec), "step": stop,
+               **{k: float(v[i]) for k, v in metrics.items()}} for i, spec in enumerate(cfg.runs)]
+      if writer:
+        runio.write_csv(out / METRICS, rows, append=True)
+      _report_divergence(cfg, diverged, metrics, stop, reported, write)
+      refused = tracker.refused
+      if tracker.decide(stop, metrics):
+        _save(params_mgr, state_mgr, stop, sharding.to_host(state, n_runs))
+      elif tracker.refused and not refused:
+        write(f"checkpoints: the {cfg.max_checkpoint_gb:g} GB budget is spent at step {stop} "
+              f"({tracker.triggered} triggered saves); only scheduled steps are saved from here")
+      progress.update(stop, metrics["test_acc"], force=stop == cfg.steps)
+      if on_stop is not None:
+        on_stop(stop)
+  finally:  # an interrupted sweep leaves only finished checkpoints behind
+    params_mgr.wait_until_finished()
+    state_mgr.wait_until_finished()
   # The state's record survives a resume (it is checkpointed); `reported` covers only
   # the stops this call trained through.
   final = sharding.to_host(state.diverged_at, n_runs)
@@ -288,6 +309,17 @@ def _train(cfg: SweepConfig, out: pathlib.Path, mesh, data: RunData, state: Trai
     bad = [{"run": i, "label": cfg.runs[i].label, "diverged_at": s} for i, s in sorted(at.items())]
     raise DivergenceError(f"{divergence.describe(bad)}; the other runs' results are in {out}")
   return summary
+
+
+def _save(params_mgr, state_mgr, step: int, host_state: TrainState) -> None:
+  """Params, then the TrainState a resume starts from, both written by orbax's threads.
+
+  Each manager finishes its previous save before starting the next, so when the state
+  at `step` exists every earlier params step does too; the params at `step` itself may
+  not (a kill between the two), and a resume saves them from the restored state.
+  """
+  checkpoint.save(params_mgr, step, host_state.params)
+  checkpoint.save(state_mgr, step, host_state)
 
 
 def _report_divergence(cfg, diverged, metrics, stop, reported, write) -> None:
