@@ -3,6 +3,7 @@
   python -m experiments.reproduce --preset=demo --out=runs/demo          # < 10 min, 2-core CPU
   python -m experiments.reproduce --preset=cpu-quick --out=runs/quick    # < 45 min, 2-core CPU
   python -m experiments.reproduce --preset=paper --out=runs/paper        # GPU / TPU
+  python -m experiments.reproduce --preset=paper --out=runs/paper --dry_run  # estimates
 
 Stages (grokjax.pipeline), each skipped when its output in --out is already complete
 (so re-running resumes): train, measures (-> measures.csv), causal (-> causal.csv,
@@ -38,6 +39,10 @@ _CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 1, "XLA host devices to split
                                     "machine into (0: the largest divisor of the run count "
                                     "<= CPU cores)")
 _STEPS = flags.DEFINE_integer("steps", None, "override the preset's training steps")
+_MAX_GB = flags.DEFINE_float("max_checkpoint_gb", None, "override the preset's checkpoint disk "
+                             "budget in GB (0: none)")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "print runs, checkpoints, disk and estimated "
+                             "stage times from a short calibration; write nothing")
 
 
 def main(argv):
@@ -50,8 +55,16 @@ def main(argv):
   cfg = PRESETS[_PRESET.value]
   if _STEPS.value is not None:
     cfg = dataclasses.replace(cfg, steps=_STEPS.value)
+  if _MAX_GB.value is not None:
+    cfg = dataclasses.replace(cfg, max_checkpoint_gb=_MAX_GB.value)
   check_non_negative(cpu_devices=_CPU_DEVICES.value)  # 0: chosen from the run count
   use_cpu_devices(_CPU_DEVICES.value or cpu_device_count(len(cfg.runs)))  # before JAX starts
+  if _DRY_RUN.value:
+    from grokjax import dryrun
+
+    cfg.validate()
+    dryrun.dry_run(cfg, _OUT.value, plan=PLANS[_PRESET.value], reuse=True)
+    return
   reproduce(cfg, _OUT.value, PLANS[_PRESET.value], skip=tuple(_SKIP.value),
             write=lambda s: print(s, flush=True))
 

@@ -4,6 +4,7 @@
   python -m experiments.train --ops=add,sub,mul,div --weight_decays=0,1 --seeds=42,101 \
       --steps=100000 --out=runs/paper
   python -m experiments.train --out=runs/demo --preset=demo --resume
+  python -m experiments.train --preset=paper --out=runs/paper --dry_run
   python -m experiments.train --preset=demo --weight_decays=1 --grokfast_lambs=0,2 \
       --out=runs/grokfast
   python -m experiments.train --preset=gpt2-medium --out=runs/gpt2-medium   # a GPU job
@@ -55,9 +56,18 @@ flags.DEFINE_string("activation", None, "gelu | gelu_tanh | relu")
 flags.DEFINE_string("dtype", None, "float32 | bfloat16 (compute dtype)")
 flags.DEFINE_float("grad_clip", None, "global-norm gradient clipping, 0 disables")
 flags.DEFINE_integer("eval_every", None, "evaluate every K steps")
-flags.DEFINE_integer("ckpt_every", None, "checkpoint params every K steps")
+flags.DEFINE_integer("ckpt_every", None, "checkpoint params every K steps (0: only the first "
+                     "and last)")
 flags.DEFINE_list("ckpt_steps", None, "explicit checkpoint steps, e.g. 100,1000,10000,100000 "
                   "(replace --ckpt_every; the last step is always saved)")
+flags.DEFINE_integer("ckpt_log_points", None, "checkpoints log-spaced over [1, steps] (0: none)")
+flags.DEFINE_float("ckpt_trigger_acc", None, "also checkpoint at an evaluation where a run's "
+                   "train or test accuracy moved by more than this since the last save (0: off)")
+flags.DEFINE_float("ckpt_trigger_loss", None, "the same for ln(train or test loss) (0: off)")
+flags.DEFINE_float("max_checkpoint_gb", None, "disk budget of the checkpoints in GB; triggers "
+                   "stop before the scheduled steps would not fit (0: none)")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "print runs, checkpoints, disk and estimated "
+                             "times from a short calibration; write nothing")
 _OUT = flags.DEFINE_string("out", None, "run folder")
 _RESUME = flags.DEFINE_bool("resume", False, "continue the sweep in --out")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "delete --out first")
@@ -87,6 +97,11 @@ def main(argv):
   if _OUT.value is None:
     raise ConfigError("--out is required (the run folder to write)")
   use_compilation_cache(_CACHE.value)
+  if _DRY_RUN.value:
+    from grokjax import dryrun
+
+    dryrun.dry_run(cfg, _OUT.value, resume=_RESUME.value, overwrite=_OVERWRITE.value)
+    return
   if _DISTRIBUTED.value:
     join_job(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
              timeout_s=_DIST_TIMEOUT.value, heartbeat_s=_HEARTBEAT.value)

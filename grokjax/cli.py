@@ -181,7 +181,8 @@ SWEEP_LIST_FLAGS = {"ops": str, "seeds": int, "weight_decays": float, "lrs": flo
                     "train_fracs": float, "grokfast_alphas": float, "grokfast_lambs": float,
                     "grokfast_windows": int, "weight_norms": float, "ckpt_steps": int}
 SWEEP_SCALAR_FLAGS = ("p", "steps", "batch_size", "model", "activation", "dtype", "grad_clip",
-                      "eval_every", "ckpt_every", "grokfast_filter")
+                      "eval_every", "ckpt_every", "grokfast_filter", "ckpt_log_points",
+                      "ckpt_trigger_acc", "ckpt_trigger_loss", "max_checkpoint_gb")
 
 
 def sweep_config_from_flags(flag_values, preset: str):

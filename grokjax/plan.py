@@ -66,8 +66,9 @@ class Plan:
 WITH_PROGRESS = ("spectral", "fourier", "geometry", "progress")
 
 PLANS: dict[str, Plan] = {
-    "paper": Plan(measure_lenses=WITH_PROGRESS, measure_every=1000, llc_points=16,
-                  invariance_grid=30),
+    # every saved step: the paper sweep saves log-spaced and triggered steps (at most ~180),
+    # few of them multiples of a round number
+    "paper": Plan(measure_lenses=WITH_PROGRESS, llc_points=16, invariance_grid=30),
     # demo and cpu-quick: lean lens plans, since training takes most of the time budget;
     # t-SNE (~9 s of a core per 1,000 points) maps 500 examples, embedding and last block;
     # their rescaling grids stay where the rescaling (nearly) preserves the function (on the
