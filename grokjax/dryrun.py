@@ -174,6 +174,10 @@ def lens_estimates(cfg: SweepConfig, plan: Plan, lens: dict, n_saved: int) -> li
   ]
 
 
+def _size(b: float) -> str:
+  return f"{b / 1e9:.3g} GB" if b >= 1e9 else f"{b / 1e6:.3g} MB"
+
+
 def _hms(s: float) -> str:
   s = int(round(s))
   return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -197,8 +201,7 @@ def dry_run(cfg: SweepConfig, out, *, plan: Plan | None = None, resume=False, ov
         f"{c['sizes'].params / 1e6:.3g} MB a step, state {ckpt_schedule.STATE_KEPT} x "
         f"{c['sizes'].state / 1e6:.3g} MB")
   budget = f" (budget {cfg.max_checkpoint_gb:g} GB)" if cfg.max_checkpoint_gb else ""
-  write(f"disk: {c['scheduled_bytes'] / 1e9:.3g} GB scheduled, at most "
-        f"{c['max_bytes'] / 1e9:.3g} GB{budget}")
+  write(f"disk: {_size(c['scheduled_bytes'])} scheduled, at most {_size(c['max_bytes'])}{budget}")
   t = calibrate_training(cfg, devices)
   train_s = cfg.steps * t["step"] + c["stops"] * t["eval"] + t["compile_train"] + t["compile_eval"]
   write(f"calibration: compile {t['compile_train']:.1f} s (training) + {t['compile_eval']:.1f} s "
