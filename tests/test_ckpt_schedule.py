@@ -206,3 +206,20 @@ def test_interrupted_triggered_sweep_resumes_to_the_same_steps_and_numbers(tmp_p
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
   pa, pb = (checkpoint.load_stacked_params(d, cfg.steps) for d in (tmp_path, ref))
   jax.tree.map(np.testing.assert_array_equal, pa, pb)
+
+
+def test_flags_set_the_schedule_and_bad_values_are_one_line():
+  import types
+
+  from grokjax.cli import SWEEP_LIST_FLAGS, SWEEP_SCALAR_FLAGS, sweep_config_from_flags
+
+  def flags(**given):
+    names = [*SWEEP_LIST_FLAGS, *SWEEP_SCALAR_FLAGS, "lr", "train_frac"]
+    return types.SimpleNamespace(**{**{n: None for n in names}, **given})
+
+  cfg = sweep_config_from_flags(flags(ckpt_every=0, ckpt_log_points=5, ckpt_trigger_acc=0.1,
+                                      max_checkpoint_gb=2.0), "tiny")
+  assert (cfg.ckpt_every, cfg.ckpt_log_points, cfg.ckpt_trigger_acc, cfg.max_checkpoint_gb) == (
+      0, 5, 0.1, 2.0)
+  with pytest.raises(ConfigError, match="ckpt_trigger_acc must be finite and >= 0"):
+    sweep_config_from_flags(flags(ckpt_trigger_acc=-0.05), "paper")
