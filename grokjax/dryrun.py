@@ -31,7 +31,9 @@ from grokjax.errors import RunFolderError
 from grokjax.plan import Plan
 
 CALIBRATION_STEPS = 3
-LLC_DRAWS = (4, 12)  # two short chains: their time difference is the cost of the draws
+# two short chains: their time difference is the cost of the draws (both calls compile,
+# so the difference must be large enough to stand above the compile times' noise)
+LLC_DRAWS = (4, 36)
 
 
 def check_folder(cfg: SweepConfig, out, *, resume=False, overwrite=False, reuse=False) -> str:
@@ -112,8 +114,7 @@ def calibrate_lenses(cfg: SweepConfig, plan: Plan, folder: pathlib.Path) -> dict
   _, state = sweep.stacked_runs(one)
   runio.write_config(folder, one, [str(d) for d in jax.devices()[:1]])
   mgr = checkpoint.manager(folder, checkpoint.PARAMS)
-  batch = MeasureOptions().step_batch
-  steps = list(range(2 * batch))  # two compiled calls: the second one runs without compiling
+  steps = [0, 1]  # one checkpoint a call: the second call runs without compiling
   for s in steps:
     checkpoint.save(mgr, s, state.params)
   mgr.wait_until_finished()
@@ -121,11 +122,11 @@ def calibrate_lenses(cfg: SweepConfig, plan: Plan, folder: pathlib.Path) -> dict
   out = {}
   for name, lenses in (("measures", plan.measure_lenses), ("bdm", ("bdm",))):
     stamps, t0 = _Stamps(), time.perf_counter()
-    measure_run_dir(run_folder, MeasureOptions(lenses=lenses, steps=tuple(steps),
+    measure_run_dir(run_folder, MeasureOptions(lenses=lenses, steps=tuple(steps), step_batch=1,
                                                n_examples=plan.n_examples,
                                                gc_method=plan.gc_method), write=stamps)
     first, second = stamps.times[1] - t0, stamps.times[2] - stamps.times[1]
-    out[name] = second / batch
+    out[name] = second
     out[f"compile_{name}"] = max(first - second, 0.0)
     run_folder.file("measures.csv").unlink()
   times = []
@@ -136,7 +137,7 @@ def calibrate_lenses(cfg: SweepConfig, plan: Plan, folder: pathlib.Path) -> dict
         localization=plan.llc_localization, num_chains=plan.llc_chains, num_draws=draws,
         num_burnin=0, batch_size=plan.llc_batch, runs=[0], steps=[0], log=lambda s: None)
     times.append(time.perf_counter() - t0)
-  out["llc_draw"] = (times[1] - times[0]) / (LLC_DRAWS[1] - LLC_DRAWS[0])
+  out["llc_draw"] = max(times[1] - times[0], 0.0) / (LLC_DRAWS[1] - LLC_DRAWS[0])
   out["compile_llc"] = max(times[0] - LLC_DRAWS[0] * out["llc_draw"], 0.0)
   t0 = time.perf_counter()
   opts = causal.CausalOptions(n_pairs=plan.causal_pairs, n_random=plan.causal_random,
