@@ -27,7 +27,6 @@ import numpy as np
 
 from grokjax import checkpoint, ckpt_schedule, runio, sharding, sweep
 from grokjax.config import RUN_AXES, SweepConfig
-from grokjax.errors import RunFolderError
 from grokjax.plan import Plan
 
 CALIBRATION_STEPS = 3
@@ -42,19 +41,12 @@ def check_folder(cfg: SweepConfig, out, *, resume=False, overwrite=False, reuse=
   `reuse`: the pipeline's rule, a folder that holds this sweep is resumed.
   """
   out = pathlib.Path(out)
-  if not (out.exists() and any(out.iterdir())):
-    if resume:
-      raise RunFolderError(f"nothing to resume: {out} does not exist or is empty")
+  if reuse and (out / "config.json").is_file():
+    runio.check_same_config(out, cfg, hint="choose another --out")
+    return "holds this sweep: would be resumed"
+  if not sweep.check_folder(cfg, out, resume, overwrite):
     return "new folder"
-  if overwrite and not resume:
-    return "would be replaced (--overwrite)"
-  if not (resume or reuse):
-    raise RunFolderError(f"{out} already exists; pass --resume to continue it or --overwrite "
-                         "to replace it")
-  if not (out / "config.json").is_file():
-    raise RunFolderError(f"{out} already exists and is not a run folder; choose another --out")
-  runio.check_same_config(out, cfg, hint="choose another --out")
-  return "holds this sweep: would be resumed"
+  return "would be resumed" if resume else "would be replaced (--overwrite)"
 
 
 def checkpoint_counts(cfg: SweepConfig) -> dict:
