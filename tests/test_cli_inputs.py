@@ -87,7 +87,7 @@ def test_an_unknown_flag_exits_non_zero_without_a_traceback(run_dir):
 
 def test_llc_refuses_a_bad_folder_before_writing(run_dir, tmp_path):
   garbage = pathlib.Path(shutil.copytree(run_dir, tmp_path / "garbage"))
-  (garbage / "metrics.csv").write_text("not,a\nmetrics\n")
+  (garbage / "metrics.csv").write_text("not,a\nmetrics,csv\n")
   empty = tmp_path / "empty"
   (empty / "checkpoints" / "params").mkdir(parents=True)
   for name in ("config.json", "metrics.csv"):
