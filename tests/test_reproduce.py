@@ -142,7 +142,8 @@ def test_colab_notebook_runs_on_cpu(tmp_path):
   nbformat = pytest.importorskip("nbformat")
   nbclient = pytest.importorskip("nbclient")
   env = {"GROKJAX_PRESET": "tiny", "GROKJAX_INSTALL": "0", "GROKJAX_OUT": str(tmp_path / "run"),
-         "GROKJAX_STEPS": "300", "GROKJAX_SKIP": "causal,llc,invariance,surrogate"}
+         "GROKJAX_STEPS": "300", "GROKJAX_SKIP": "causal,llc,invariance,surrogate",
+         "GROKJAX_DRY_RUN": "0"}  # the dry run has its own tests (test_dryrun.py)
   nb = nbformat.read(REPO / "experiments" / "colab_tpu.ipynb", as_version=4)
   old = {k: os.environ.get(k) for k in env}
   os.environ.update(env)  # the kernel inherits the environment
