@@ -15,7 +15,7 @@ from grokjax.errors import CheckpointError, ConfigError
 from grokjax.measures import apply, complexity, spectral
 from grokjax.measures.apply import (MEASURES, MeasureOptions, example_subset, measure_run_dir,
                                     read_rows)
-from grokjax.model import init_params
+from tests.folder_helpers import random_run_folder
 
 CFG = SweepConfig(ops=("mul",), p=7, seeds=(0, 1), weight_decays=(1.0,), steps=4, batch_size=8,
                   eval_every=2, ckpt_every=2, log_points=0, model="tiny")
@@ -27,16 +27,7 @@ LENS_FN = apply.lens_fn
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
   """A run folder with random parameters saved at STEPS (no training needed)."""
-  out = tmp_path_factory.mktemp("sweep")
-  runio.write_config(out, CFG, ["cpu"])
-  shapes = jax.eval_shape(lambda: init_params(CFG.model_config, jax.random.key(0)))
-  mgr = checkpoint.manager(out, checkpoint.PARAMS)
-  rng = np.random.default_rng(0)
-  for step in STEPS:
-    checkpoint.save(mgr, step, jax.tree.map(
-        lambda s: rng.normal(size=(len(CFG.runs), *s.shape)).astype(np.float32), shapes))
-  mgr.close()
-  return out
+  return random_run_folder(tmp_path_factory.mktemp("sweep"), CFG, STEPS)
 
 
 def copy(folder, tmp_path) -> pathlib.Path:
