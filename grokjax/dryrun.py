@@ -23,9 +23,8 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from grokjax import checkpoint, ckpt_schedule, runio, sharding, sweep
+from grokjax import checkpoint, ckpt_schedule, memory, runio, sharding, sweep
 from grokjax.config import RUN_AXES, SweepConfig
 from grokjax.plan import Plan
 
@@ -195,6 +194,13 @@ def dry_run(cfg: SweepConfig, out, *, plan: Plan | None = None, resume=False, ov
         f"{c['sizes'].state / 1e6:.3g} MB")
   budget = f" (budget {cfg.max_checkpoint_gb:g} GB)" if cfg.max_checkpoint_gb else ""
   write(f"disk: {_size(c['scheduled_bytes'])} scheduled, at most {_size(c['max_bytes'])}{budget}")
+  est = memory.estimate(cfg, host_copy=dev[0].platform == "cpu")
+  write(f"memory: {_size(est.total(cfg.batch_size))} a run at batch {cfg.batch_size} (state "
+        f"{_size(est.state)}, gradients {_size(est.gradients)}, activations "
+        f"{_size(est.activations(cfg.batch_size))}"
+        + (f", host copy {_size(est.host_copy)}" if est.host_copy else "")
+        + f"), {-(-len(cfg.runs) // len(dev))} run(s) a device")
+  memory.check_sweep(cfg, devices)  # a batch that cannot fit: one line, before calibrating
   t = calibrate_training(cfg, devices)
   train_s = cfg.steps * t["step"] + c["stops"] * t["eval"] + t["compile_train"] + t["compile_eval"]
   write(f"calibration: compile {t['compile_train']:.1f} s (training) + {t['compile_eval']:.1f} s "

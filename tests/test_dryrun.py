@@ -20,9 +20,20 @@ def test_dry_run_prints_counts_and_times_and_writes_nothing(tmp_path, tiny_cfg):
   c = result["counts"]
   assert c["scheduled"] == 6 and c["triggered_max"] == c["stops"] - 6  # no budget: every stop
   assert any("6 scheduled (exact) + triggered at most" in l for l in lines), lines
+  assert any(l.startswith("memory: ") and "a run at batch 64" in l for l in lines), lines
   t = result["training"]
   assert t["step"] > 0 and t["eval"] > 0 and t["compile_train"] > t["step"]
   assert result["stages"]["train"] >= cfg.steps * t["step"]
+
+
+def test_scale_up_batch_that_cannot_fit_is_refused_before_calibrating(tmp_path, monkeypatch):
+  from grokjax import memory
+
+  monkeypatch.setattr(memory, "host_available_bytes", lambda: 2**30)  # a 1 GiB host
+  with pytest.raises(ConfigError, match="batch_size=8 needs about .* GiB"):
+    dryrun.dry_run(dataclasses.replace(PRESETS["gpt2-medium"], batch_size=8), tmp_path / "run",
+                   write=lambda s: None)
+  assert not (tmp_path / "run").exists()
 
 
 def test_paper_counts_stay_under_the_budget():
