@@ -70,7 +70,8 @@ def main(argv):
                         tuple(parse_ints(",".join(_SEEDS.value), "seeds")))
   cfg = phase.grid_config(base, grid, int(_BUDGET.value * 2**30))
   out = pathlib.Path(_OUT.value)
-  sweep.check_folder(cfg, out, resume=False, overwrite=_OVERWRITE.value)  # before the lock
+  sweep.check_folder(cfg, out, resume=False, overwrite=_OVERWRITE.value,  # before the lock
+                    resumable=False)
   folder.hold(out)  # until this command ends, phase.csv and the diagrams included
   t0 = time.time()
   summary = sweep.train_sweep(cfg, _OUT.value, overwrite=_OVERWRITE.value)

@@ -72,17 +72,19 @@ def compile_fns(cfg: SweepConfig):
   return jax.jit(train_until, donate_argnums=0), jax.jit(measure)
 
 
-def check_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: bool) -> bool:
+def check_folder(cfg: SweepConfig, out: pathlib.Path, resume: bool, overwrite: bool, *,
+                 resumable: bool = True) -> bool:
   """Raises RunFolderError unless `cfg` may be trained into `out` as asked; whether `out`
   holds anything. Reads only: run it before taking the folder's lock, which creates
-  the folder, and again with the lock held."""
+  the folder, and again with the lock held. `resumable`: the command has --resume."""
   if resume and overwrite:
     raise RunFolderError("--resume and --overwrite exclude each other")
   folder.check_target(out)
   exists = bool(folder.entries(out))
   if exists and not resume and not overwrite:
-    raise RunFolderError(f"{out} already exists; pass --resume to continue it or --overwrite "
-                         "to replace it")
+    raise RunFolderError(f"{out} already exists; pass "
+                         + ("--resume to continue it or " if resumable else "")
+                         + "--overwrite to replace it")
   elif resume and not exists:
     raise RunFolderError(f"nothing to resume: {out} does not exist or is empty")
   elif resume:

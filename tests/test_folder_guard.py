@@ -122,6 +122,16 @@ def test_phase_overwrite_keeps_a_users_folder_cli(tmp_path):
   assert [p.name for p in d.iterdir()] == ["data"] and (d / "data" / "table.csv").is_file()
 
 
+def test_existing_folder_message_names_only_flags_the_command_has(tmp_path):
+  (tmp_path / "notes.txt").write_text("x")
+  for resumable, hint in ((True, "pass --resume to continue it or --overwrite to replace it"),
+                          (False, "pass --overwrite to replace it")):
+    with pytest.raises(RunFolderError) as e:
+      sweep.check_folder(PRESETS["tiny"], tmp_path, resume=False, overwrite=False,
+                         resumable=resumable)
+    assert str(e.value) == f"{tmp_path} already exists; {hint}"
+
+
 def test_overwrite_refuses_the_current_folder_a_file_and_a_surrogate_folder(tmp_path,
                                                                            monkeypatch):
   for i in range(6):
