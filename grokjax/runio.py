@@ -29,7 +29,7 @@ import secrets
 import subprocess
 import zipfile
 import zlib
-from typing import IO, Iterable, Iterator, Sequence
+from typing import IO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -39,6 +39,8 @@ from grokjax.errors import CheckpointError, ConfigError, RunFolderError
 RUN_COLUMNS = ("run", "op", "seed", "weight_decay", "lr", "train_frac")
 # columns that are numbers in every table that has them: a stray string there is an error
 NUMERIC_COLUMNS = ("run", "step", "seed", "weight_decay", "lr", "train_frac")
+# measures.csv: the text columns that record the options behind each lens's values
+OPTIONS_PREFIX = "options/"
 # after RUN_COLUMNS, in sweeps whose optimizer has them (config.OPTIMIZER_FIELDS)
 OPTIMIZER_COLUMNS = ("grokfast_alpha", "grokfast_lamb", "grokfast_window", "weight_norm")
 PACKAGES = ("grokjax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "pybdm",
@@ -402,9 +404,16 @@ def _is_number(v: str) -> bool:
   return True
 
 
-def _parse(path: pathlib.Path, name: str, values: list[str], lines: list[int]) -> np.ndarray:
-  """int64, else float64, else strings; a stray string in a column of numbers (always in
-  NUMERIC_COLUMNS; elsewhere where numbers outnumber the non-empty strings) raises."""
+def measures_numeric(name: str) -> bool:
+  """measures.csv: every column but op and the option columns holds numbers."""
+  return name != "op" and not name.startswith(OPTIONS_PREFIX)
+
+
+def _parse(path: pathlib.Path, name: str, values: list[str], lines: list[int],
+           strict: bool) -> np.ndarray:
+  """int64, else float64, else strings; in a `strict` column (one of numbers) any cell
+  that is not a number raises. Other columns may mix numbers and text (a report's
+  key/value table)."""
   try:
     return np.array([int(v) for v in values], dtype=np.int64)
   except ValueError:
@@ -413,22 +422,22 @@ def _parse(path: pathlib.Path, name: str, values: list[str], lines: list[int]) -
     return np.array([float(v) for v in values], dtype=np.float64)
   except ValueError:
     pass
-  bad = [i for i, v in enumerate(values) if not _is_number(v) and (v or name in NUMERIC_COLUMNS)]
-  numbers = sum(1 for v in values if v and _is_number(v))
-  if bad and (name in NUMERIC_COLUMNS or numbers > len(bad)):
+  bad = [i for i, v in enumerate(values) if not _is_number(v)]
+  if strict and bad:
     i = bad[0]
     raise RunFolderError(f"{path} line {lines[i]}: column {name!r} holds {values[i]!r} where "
                          "a number belongs; the file was edited or is corrupted")
   return np.array(values, dtype=object)
 
 
-def read_csv(path: str | os.PathLike, *, drop_partial_last: bool = False
-             ) -> dict[str, np.ndarray]:
+def read_csv(path: str | os.PathLike, *, drop_partial_last: bool = False,
+             numeric: Callable[[str], bool] | None = None) -> dict[str, np.ndarray]:
   """A tidy CSV as columns: int64, float64 or object (strings) arrays.
 
   Raises RunFolderError naming the file and line where a row's length differs from the
   header's, where the last line is incomplete (no line end: a write was cut off), where
-  a column of numbers holds a stray string (see _parse), or where the file is not text.
+  a column of numbers holds a stray string, or where the file is not text. The columns
+  of numbers are NUMERIC_COLUMNS and those for which `numeric(name)` is true.
   `drop_partial_last` drops an incomplete last line instead (metrics.csv is appended
   during training, so a killed sweep can leave one).
   """
@@ -455,7 +464,9 @@ def read_csv(path: str | os.PathLike, *, drop_partial_last: bool = False
                            f"{len(header)}; the file is truncated or was edited")
   lines = [line for _, line in rows]
   cols = list(zip(*[r for r, _ in rows])) if rows else [() for _ in header]
-  return {k: _parse(path, k, list(c), lines) for k, c in zip(header, cols)}
+  return {k: _parse(path, k, list(c), lines,
+                    k in NUMERIC_COLUMNS or (numeric is not None and numeric(k)))
+          for k, c in zip(header, cols)}
 
 
 def _records(text: str) -> Iterator[tuple[list[str], int]]:

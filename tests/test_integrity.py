@@ -113,8 +113,14 @@ def test_read_csv_refuses_a_cut_off_last_line_unless_asked_to_drop_it(tmp_path):
     ("run,op,step,x\n0,add,,1.0\n", "line 2: column 'step' holds ''"),
 ])
 def test_read_csv_refuses_a_stray_string_in_a_column_of_numbers(tmp_path, text, where):
-  with pytest.raises(RunFolderError, match=where):
-    runio.read_csv(write(tmp_path / "t.csv", text))
+  with pytest.raises(RunFolderError, match=where):  # measures.csv: x is a column of numbers
+    runio.read_csv(write(tmp_path / "t.csv", text), numeric=runio.measures_numeric)
+
+
+def test_read_csv_keeps_a_column_that_mixes_numbers_and_text(tmp_path):
+  text = 'key,value\nsteps,4\nlenses,"(\'bdm\',)"\nevery,10\n'
+  t = runio.read_csv(write(tmp_path / "plan.csv", text))
+  assert t["value"].tolist() == ["4", "('bdm',)", "10"]
 
 
 def test_read_csv_keeps_string_columns_and_empty_cells(tmp_path):

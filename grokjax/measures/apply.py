@@ -68,7 +68,7 @@ KEY_COLUMNS = (*runio.RUN_COLUMNS, "step")
 LENS_OPTIONS = {"spectral": (), "fourier": ("y0",),
                 "geometry": ("n_examples", "example_seed", "gc_method", "n_probes"),
                 "bdm": ("levels", "quantise"), "progress": ("n_key", "y0")}
-OPTIONS_PREFIX = "options/"
+OPTIONS_PREFIX = runio.OPTIONS_PREFIX
 
 
 @dataclasses.dataclass
@@ -119,7 +119,7 @@ def read_rows(path: pathlib.Path) -> dict[tuple[int, int], dict]:
   """Existing measures.csv rows keyed by (run, step); values as floats (strings for op)."""
   if not path.is_file():
     return {}
-  table = runio.read_csv(path)
+  table = runio.read_csv(path, numeric=runio.measures_numeric)
   kinds = {k: str if k == "op" or k.startswith(OPTIONS_PREFIX)
            else int if k in ("run", "seed", "step") else float for k in table}
   out = {}

@@ -13,7 +13,7 @@ import pathlib
 
 import numpy as np
 
-from grokjax import analysis
+from grokjax import analysis, runio
 from grokjax.figures import hidden as hidden_figures
 from grokjax.report.context import Ctx
 
@@ -28,8 +28,7 @@ def load(run_dir) -> dict[str, np.ndarray] | None:
   path = pathlib.Path(run_dir) / FILE
   if not path.is_file():
     return None
-  with np.load(path) as z:
-    return {k: z[k] for k in z.files}
+  return runio.read_npz(path, ())
 
 
 def site_name(site: str) -> str:

@@ -50,8 +50,8 @@ MEASURES = (
 )
 
 
-def read_if(path: pathlib.Path) -> dict | None:
-  return runio.read_csv(path) if path.is_file() else None
+def read_if(path: pathlib.Path, numeric=None) -> dict | None:
+  return runio.read_csv(path, numeric=numeric) if path.is_file() else None
 
 
 def _select(table: dict, sel) -> dict:
@@ -77,8 +77,8 @@ def causal_concentration(causal: dict) -> dict:
 def load_tables(run_dir) -> dict[str, dict | None]:
   """The run folder's tidy tables (None where a lens did not run); llc: first sampler only."""
   d = pathlib.Path(run_dir)
-  t = {name: read_if(d / f"{name}.csv") for name in
-       ("metrics", "measures", "llc", "causal", "causal_ablation", "llc_invariance")}
+  t = {name: read_if(d / f"{name}.csv", runio.measures_numeric if name == "measures" else None)
+       for name in ("metrics", "measures", "llc", "causal", "causal_ablation", "llc_invariance")}
   t["surrogate"] = read_if(d / "surrogate" / "surrogate.csv")
   if t["llc"] is not None:
     t["llc"] = _select(t["llc"], t["llc"]["sampler"].astype(str) == str(t["llc"]["sampler"][0]))
@@ -114,15 +114,15 @@ def snapshot_list(run_dir, metrics: dict, kind: str) -> list[dict]:
     return []
   out = []
   analysed = set(analysis.runs_of(metrics))  # a diverged run's rows are left out of metrics
-  with np.load(path) as z:
-    for run in z["runs"].tolist():
-      if run not in analysed:
-        continue
-      info = analysis.run_info(metrics, run)
-      for step in z["steps"].tolist():
-        key = f"{kind}|{run}|{step}"
-        if key in z:
-          out.append({**info, "step": step, "array": z[key], "note": _note(z, kind, run, step)})
+  z = runio.read_npz(path, ("runs", "steps"))
+  for run in z["runs"].tolist():
+    if run not in analysed:
+      continue
+    info = analysis.run_info(metrics, run)
+    for step in z["steps"].tolist():
+      key = f"{kind}|{run}|{step}"
+      if key in z:
+        out.append({**info, "step": step, "array": z[key], "note": _note(z, kind, run, step)})
   return out
 
 
@@ -138,4 +138,5 @@ def _note(z, kind: str, run: int, step: int) -> str:
 
 def snapshot_matrix(run_dir) -> str:
   """The name of the weight matrix whose 4-level code snapshots.npz holds."""
-  return str(np.load(pathlib.Path(run_dir) / "snapshots.npz")["matrix_name"])
+  path = pathlib.Path(run_dir) / "snapshots.npz"
+  return str(runio.read_npz(path, ("matrix_name",))["matrix_name"])
