@@ -252,9 +252,12 @@ def _train(cfg: SweepConfig, out: pathlib.Path, mesh, data: RunData, state: Trai
       _truncate_metrics(out / METRICS, start)
   elif writer:
     runio.write_config(out, cfg, [str(d) for d in mesh.devices.flat])
-  # asynchronous: training goes on while a thread writes; see _save for the crash guarantee
-  params_mgr = checkpoint.manager(out, checkpoint.PARAMS, async_save=True)
-  state_mgr = checkpoint.manager(out, checkpoint.STATE, async_save=True,
+  # asynchronous: training goes on while a thread writes; see _save for the crash guarantee.
+  # One process only: with several, orbax's barrier in an async save hung until the
+  # heartbeat ended the job (two gloo CPU processes, orbax 0.12.8), so saves there wait.
+  async_save = jax.process_count() == 1
+  params_mgr = checkpoint.manager(out, checkpoint.PARAMS, async_save=async_save)
+  state_mgr = checkpoint.manager(out, checkpoint.STATE, async_save=async_save,
                                  max_to_keep=ckpt_schedule.STATE_KEPT)
   if resume and start not in params_mgr.all_steps():
     checkpoint.save(params_mgr, start, jax.tree.map(np.asarray, state.params))
