@@ -73,13 +73,14 @@ def test_classify_thresholds(fit, grok, want):
 def planted_metrics(cfg, curves):
   """metrics.csv columns where run i's train / test accuracy jump to 1 at curves[i]."""
   steps = np.arange(0, cfg.steps + 1, 100)
-  cols = {"run": [], "step": [], "train_acc": [], "test_acc": []}
+  cols = {"run": [], "step": [], "train_acc": [], "test_acc": [], "train_loss": []}
   for i, (fit, grok) in enumerate(curves):
     for s in steps:
       cols["run"].append(i)
       cols["step"].append(s)
       cols["train_acc"].append(1.0 if fit is not None and s >= fit else 0.5)
       cols["test_acc"].append(1.0 if grok is not None and s >= grok else 0.02)
+      cols["train_loss"].append(0.01 if fit is not None and s >= fit else 2.0)  # finite: healthy
   return {k: np.asarray(v) for k, v in cols.items()}
 
 
