@@ -144,16 +144,20 @@ def memory_child(n_heads: int, n_pairs: int, max_batch: int) -> dict:
           "peak_mib": peak / 1024, "extra_mib": (peak - before) / 1024}
 
 
+def child(part: str, *flags: str) -> dict:
+  """The JSON row that `--part=<part>` prints last, from a fresh process (own peak RSS)."""
+  res = subprocess.run([sys.executable, "-m", "experiments.bench_causal", f"--part={part}", *flags],
+                       capture_output=True, text=True)
+  if res.returncode != 0:
+    raise RuntimeError(res.stderr[-3000:])
+  return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def memory(specs: list[str]) -> list[dict]:
   rows = []
   for spec in specs:
     k, n, b = (int(v) for v in spec.split(":"))
-    res = subprocess.run([sys.executable, "-m", "experiments.bench_causal", "--part=memory_child",
-                          f"--heads={k}", f"--pairs={n}", f"--max_batch={b}"],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-      raise RuntimeError(res.stderr[-3000:])
-    row = json.loads(res.stdout.strip().splitlines()[-1])
+    row = child("memory_child", f"--heads={k}", f"--pairs={n}", f"--max_batch={b}")
     rows.append(row)
     print(f"gpt2-medium shape, {k} heads, {n} pairs, max_batch {b}: run "
           f"{row['run_s']:.1f}s (compile {row['compile_s']:.1f}s), RSS before "
@@ -207,14 +211,9 @@ def scale_child(shape: str, n_pairs: int, n_examples: int, n_random: int) -> dic
 def scale(shapes: list[str]) -> list[dict]:
   rows = []
   for shape in shapes:
-    res = subprocess.run([sys.executable, "-m", "experiments.bench_causal", "--part=scale_child",
-                          f"--scale_shapes={shape}", f"--scale_pairs={_SCALE_PAIRS.value}",
-                          f"--scale_examples={_SCALE_EXAMPLES.value}",
-                          f"--scale_random={_SCALE_RANDOM.value}"],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-      raise RuntimeError(res.stderr[-3000:])
-    row = json.loads(res.stdout.strip().splitlines()[-1])
+    row = child("scale_child", f"--scale_shapes={shape}", f"--scale_pairs={_SCALE_PAIRS.value}",
+                f"--scale_examples={_SCALE_EXAMPLES.value}",
+                f"--scale_random={_SCALE_RANDOM.value}")
     rows.append(row)
     print(f"{shape}, {row['heads']} heads, max_batch {row['max_batch']}: patching "
           f"({row['pairs']} pairs) run {row['patching_run_s']:.1f}s (compile "
