@@ -11,14 +11,14 @@ import tempfile
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 # OpenBLAS threads made one 128x512 SVD take ~1 s instead of 5 ms on a 2-core CPU.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-# One persistent compilation cache per session (JAX reads these at import): many tests build
+# One persistent compilation cache per test run (JAX reads these at import): many tests build
 # the same program from fresh closures (hyperparameters are data, so the shapes match), and
 # the CLI tests' subprocesses inherit the folder, so they load what this process compiled
-# instead of compiling it again. A fresh folder keeps every session's first compile real.
-_SESSION_CACHE = None
+# instead of compiling it again. A fresh folder keeps every test run's first compile real.
+_RUN_CACHE = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-  _SESSION_CACHE = tempfile.mkdtemp(prefix="grokjax-test-jax-cache-")
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = _SESSION_CACHE
+  _RUN_CACHE = tempfile.mkdtemp(prefix="grokjax-test-jax-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _RUN_CACHE
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import pytest  # noqa: E402
@@ -27,8 +27,8 @@ from grokjax.config import PRESETS  # noqa: E402
 
 
 def pytest_sessionfinish(session, exitstatus):
-  if _SESSION_CACHE is not None:
-    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+  if _RUN_CACHE is not None:
+    shutil.rmtree(_RUN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
