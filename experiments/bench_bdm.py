@@ -19,7 +19,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import datetime
 import json
-import platform
 import statistics
 import time
 import warnings
@@ -28,6 +27,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from grokjax import runio
 from grokjax.cli import run_main
 from grokjax.config import MODEL_PRESETS
 from grokjax.measures import bdm, complexity
@@ -89,8 +89,8 @@ def main(argv):
   rel = max(abs(rows[b][f"bdm/{e}/total"] - tot[i]) / tot[i]
             for b, tot in enumerate(totals) for i, e in enumerate(("2d", "1d")))
   runs, jax_s = _RUNS.value, statistics.median(steady)
-  out = {"date": str(datetime.date.today()), "machine": platform.processor() or platform.machine(),
-         "cpus": os.cpu_count(), "jax_device": str(jax.devices()[0]), "model": _MODEL.value,
+  out = {"date": str(datetime.date.today()), **runio.provenance([str(d) for d in jax.devices()]),
+         "model": _MODEL.value,
          "runs": runs, "blocks_per_run": {e: rows[0][f"bdm/{e}/n_blocks"] for e in ("2d", "1d")},
          "load_tables_s": load, "jax_first_call_s": first, "jax_steady_s": steady,
          "jax_median_s": jax_s, "pybdm_per_run_s": ref, "pybdm_checkpoint_s": ref * runs,

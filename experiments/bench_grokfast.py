@@ -18,14 +18,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import pathlib  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
+import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from grokjax import sweep  # noqa: E402
+from grokjax import runio, sweep  # noqa: E402
 from grokjax.cli import parse_ints, run_main  # noqa: E402
 from grokjax.config import PRESETS  # noqa: E402
 from grokjax.errors import ConfigError  # noqa: E402
@@ -74,7 +74,7 @@ def main(argv):
                   "speedup_per_seed": ratio,
                   "median_speedup": statistics.median(ratio) if ratio else None}
   record = {"config": cfg.to_dict(), "runs": runs, "per_op": per_op, "wall_s": round(wall, 1),
-            "machine": platform.processor() or platform.machine()}
+            **runio.provenance([str(d) for d in jax.devices()])}
   pathlib.Path(_OUT.value).parent.mkdir(parents=True, exist_ok=True)
   pathlib.Path(_OUT.value).write_text(json.dumps(record, indent=2) + "\n")
   for op, v in per_op.items():

@@ -79,7 +79,7 @@ def main(argv):
   result = {
       "model": cfg.model, "checkpoint_step": step, "sampler": _SAMPLER.value,
       "num_chains": _CHAINS.value, "num_draws": _DRAWS.value, "batch_size": _BATCH.value,
-      "n_train": int(data[1].shape[0]), "device": str(jax.devices()[0]),
+      "n_train": int(data[1].shape[0]),
       "cold_seconds": cold, "warm_seconds": warm, "compile_seconds_approx": cold - warm,
       "seconds_per_chain_draw": per_draw, "seconds_per_train_step": train,
       "draw_over_train_step": per_draw / train, "llc_mean": float(out["llc/mean"]),
@@ -90,7 +90,7 @@ def main(argv):
   print(f"{'target (cold < 30 s)':>24}: {'met' if cold < 30 else 'NOT met'}")
   if _OUT.value:
     with open(_OUT.value, "w") as f:
-      json.dump(result, f, indent=2)
+      json.dump({**result, **runio.provenance([str(d) for d in jax.devices()])}, f, indent=2)
 
 
 if __name__ == "__main__":

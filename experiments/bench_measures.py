@@ -24,7 +24,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import dataclasses
 import datetime
 import pathlib
-import platform
 import re
 import statistics
 import time
@@ -33,6 +32,7 @@ import warnings
 import jax
 from absl import app, flags
 
+from grokjax import runio
 from grokjax.cli import run_main
 from grokjax.config import SweepConfig
 from grokjax.measures import apply, complexity
@@ -115,10 +115,11 @@ def pybdm_direct(codes: dict) -> float:
 
 
 def table(cfg, lens_rows, bdm_rows) -> str:
-  n = len(cfg.runs)
+  n, prov = len(cfg.runs), runio.provenance([str(d) for d in jax.devices()])
   lines = [
-      f"Measured {datetime.date.today()} on {platform.machine()} {jax.devices()[0].platform} "
-      f"({jax.device_count()} device(s)), model `{cfg.model}`, p = {cfg.p}, {n} runs.",
+      f"Measured {datetime.date.today()} on {prov['machine']}, {jax.devices()[0].platform} "
+      f"({jax.device_count()} device(s)), model `{cfg.model}`, p = {cfg.p}, {n} runs; "
+      f"grokjax {prov['git_commit']}, jax {prov['versions']['jax']}.",
       "", f"| jittable lens, one checkpoint of {n} runs | first call (compile) s | then s "
       "| target |", "|---|---|---|---|"]
   lines += [f"| {a} | {b:.1f} | {c:.3f} | {'< 2 s' if a.startswith('all') else ''} |"

@@ -21,7 +21,6 @@ import importlib.util
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import time
 
 from absl import app, flags
 
+from grokjax import runio
 from grokjax.cli import parse_ints, run_main, use_cpu_devices
 from grokjax.errors import ConfigError
 
@@ -108,23 +108,6 @@ def time_torch(steps: int, device: str) -> dict:
           "threads": torch.get_num_threads()}
 
 
-def cpu_kind() -> str:
-  """The CPU model and its widest vector unit (the two CPU kinds differ there), and cores."""
-  model, flags_ = platform.processor() or platform.machine(), set()
-  info = pathlib.Path("/proc/cpuinfo")
-  if info.is_file():
-    for line in info.read_text().splitlines():
-      key, _, value = line.partition(":")
-      if key.strip() == "model name":
-        model = value.strip()
-      elif key.strip() == "flags":
-        flags_ = set(value.split())
-      if model and flags_:
-        break
-  vector = "AVX-512" if "avx512f" in flags_ else "AVX2" if "avx2" in flags_ else "no AVX2"
-  return f"{model} ({vector}), {os.cpu_count()} cores"
-
-
 def one_side(side: str) -> dict:
   """One side's steps/s, measured in this process alone."""
   if side == "torch":
@@ -180,8 +163,7 @@ def main(argv):
     return
   import jax
 
-  res = {"machine": cpu_kind(),
-         "devices": [str(d) for d in jax.devices()],
+  res = {**runio.provenance([str(d) for d in jax.devices()]),
          "date": time.strftime("%Y-%m-%d"), "steps": _STEPS.value, "sweeps": []}
   if _TORCH.value:
     if importlib.util.find_spec("torch") is None:

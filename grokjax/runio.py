@@ -25,6 +25,7 @@ import json
 import math
 import os
 import pathlib
+import platform
 import secrets
 import subprocess
 import zipfile
@@ -75,11 +76,30 @@ def run_fields(index: int, spec: RunSpec) -> dict:
           "lr": spec.lr, "train_frac": spec.train_frac, **spec.optimizer_fields}
 
 
+def cpu_kind() -> str:
+  """The CPU model and its widest vector unit (the two CPU kinds differ there), and cores."""
+  model, flags_ = platform.processor() or platform.machine(), set()
+  info = pathlib.Path("/proc/cpuinfo")
+  if info.is_file():
+    for line in info.read_text().splitlines():
+      key, _, value = line.partition(":")
+      if key.strip() == "model name":
+        model = value.strip()
+      elif key.strip() == "flags":
+        flags_ = set(value.split())
+      if model and flags_:
+        break
+  vector = "AVX-512" if "avx512f" in flags_ else "AVX2" if "avx2" in flags_ else "no AVX2"
+  return f"{model} ({vector}), {os.cpu_count()} cores"
+
+
 def provenance(devices: Sequence[str]) -> dict:
-  """What every config.json records beside the config: versions, commit, devices, time."""
+  """What every config.json and benchmark result records: versions, commit, host CPU,
+  devices, time."""
   return {
       "versions": package_versions(),
       "git_commit": git_commit(),
+      "machine": cpu_kind(),
       "devices": list(devices),
       "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
   }

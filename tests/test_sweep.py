@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import os
 import pathlib
 
 import jax
@@ -35,6 +36,7 @@ def test_run_folder_contents(tiny_run_dir):
   record = json.loads((tiny_run_dir / "config.json").read_text())
   assert record["versions"]["jax"] == jax.__version__ and record["git_commit"]
   assert len(record["runs"]) == 4 and record["devices"]
+  assert record["machine"].endswith(f"{os.cpu_count()} cores")  # the CPU kind beside numbers
   m = metrics(tiny_run_dir)
   assert set(m["op"]) == {"add", "mul"} and set(m["seed"]) == {0, 1}
   assert "spectral_entropy/all" in m and np.isfinite(m["spectral_entropy/attn"]).all()
