@@ -68,6 +68,8 @@ def test_bad_flags_on_a_run_folder(run_dir, module, args, message):
     ("train", ["--preset=tiny", "foo", "bar"], "unexpected argument(s): foo bar"),
     ("train", ["--preset=tiny", "--ops=add,add"], "ops has duplicate values"),
     ("reproduce", ["--preset=tiny", "--cpu_devices=-3"], "--cpu_devices must be >= 0, got -3"),
+    ("reproduce", ["--preset=tiny", "--ops=pow"], "unknown op 'pow'"),
+    ("reproduce", ["--preset=paper", "--weight_decays=1,1"], "weight_decays has duplicate values"),
     ("phase", ["--delay_factor=0"], "--delay_factor must be > 0, got 0"),
     ("phase", ["--seeds=0,0"], "seeds has duplicate values [0, 0]"),
     ("surrogate", ["--penalties=1,1"], "--penalties repeats 1.0"),
