@@ -212,10 +212,12 @@ def sweep_config_from_flags(flag_values, preset: str):
       changes[plural] = (value,)
   if getattr(flag_values, "ckpt_trigger_off", None):
     # a float flag cannot be None, and 0 is refused: this turns a preset's trigger off
-    given = [n for n in ("ckpt_trigger_acc", "ckpt_trigger_loss") if n in changes]
+    from grokjax.config import TRIGGER_FIELDS
+
+    given = [n for n in TRIGGER_FIELDS if n in changes]
     if given:
       raise ConfigError(f"--ckpt_trigger_off and --{given[0]} contradict each other; give one")
-    changes.update(ckpt_trigger_acc=None, ckpt_trigger_loss=None)
+    changes.update(dict.fromkeys(TRIGGER_FIELDS))
   cfg = dataclasses.replace(PRESETS[preset], **changes)
   cfg.validate()
   return cfg
