@@ -62,8 +62,11 @@ flags.DEFINE_list("ckpt_steps", None, "explicit checkpoint steps, e.g. 100,1000,
                   "(replace --ckpt_every; the last step is always saved)")
 flags.DEFINE_integer("ckpt_log_points", None, "checkpoints log-spaced over [1, steps] (0: none)")
 flags.DEFINE_float("ckpt_trigger_acc", None, "also checkpoint at an evaluation where a run's "
-                   "train or test accuracy moved by more than this since the last save (0: off)")
-flags.DEFINE_float("ckpt_trigger_loss", None, "the same for ln(train or test loss) (0: off)")
+                   "train or test accuracy moved by more than this (> 0) since the last save (unset: off)")
+flags.DEFINE_float("ckpt_trigger_loss", None, "the same for ln(train or test loss) (> 0; unset: "
+                   "off)")
+flags.DEFINE_bool("ckpt_trigger_off", False, "no triggered checkpoints (turns the preset's "
+                  "--ckpt_trigger_acc / --ckpt_trigger_loss off)")
 flags.DEFINE_float("max_checkpoint_gb", None, "disk budget of the checkpoints in GB; triggers "
                    "stop before the scheduled steps would not fit (0: none)")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "print runs, checkpoints, disk and estimated "

@@ -9,7 +9,7 @@ stop point that is *scheduled* or *triggered* (SweepConfig fields):
            the log of the training length;
   trigger  an evaluation stop where some run's train or test accuracy has moved by more
            than `ckpt_trigger_acc`, or its train or test loss by more than
-           `ckpt_trigger_loss` in natural-log units, since the last saved step (0: off),
+           `ckpt_trigger_loss` in natural-log units, since the last saved step (None: off),
            so the memorisation and generalisation transitions are saved densely
            wherever they fall.
 With `max_checkpoint_gb` > 0 the scheduled part (and the two kept TrainStates) must fit,
@@ -71,10 +71,10 @@ def scheduled(cfg: SweepConfig) -> set[int]:
 
 @dataclasses.dataclass(frozen=True)
 class Trigger:
-  """Thresholds on the change since the last saved step; 0 turns one off."""
+  """Thresholds on the change since the last saved step; None turns one off."""
 
-  acc: float = 0.0  # absolute change of train or test accuracy
-  loss: float = 0.0  # absolute change of ln(train or test loss)
+  acc: float | None = None  # absolute change of train or test accuracy
+  loss: float | None = None  # absolute change of ln(train or test loss)
 
   @classmethod
   def of(cls, cfg: SweepConfig) -> "Trigger":
@@ -82,7 +82,7 @@ class Trigger:
 
   @property
   def on(self) -> bool:
-    return self.acc > 0 or self.loss > 0
+    return self.acc is not None or self.loss is not None
 
 
 def should_save(last: dict[str, np.ndarray], now: dict[str, np.ndarray],
@@ -99,10 +99,10 @@ def should_save(last: dict[str, np.ndarray], now: dict[str, np.ndarray],
   """
   moved = []
   with np.errstate(divide="ignore", invalid="ignore"):
-    if trigger.acc > 0:
+    if trigger.acc is not None:
       moved += [np.abs(np.asarray(now[k]) - np.asarray(last[k])) > trigger.acc
                 for k in ACC_METRICS]
-    if trigger.loss > 0:
+    if trigger.loss is not None:
       moved += [np.abs(np.log(np.asarray(now[k])) - np.log(np.asarray(last[k]))) > trigger.loss
                 for k in LOSS_METRICS]
   return bool(moved) and bool(np.any(np.concatenate([np.ravel(m) for m in moved])))

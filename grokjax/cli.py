@@ -210,6 +210,14 @@ def sweep_config_from_flags(flag_values, preset: str):
     value = getattr(flag_values, single, None)
     if value is not None:
       changes[plural] = (value,)
+  if getattr(flag_values, "ckpt_trigger_off", None):
+    # a float flag cannot be None, and 0 is refused: this turns a preset's trigger off
+    from grokjax.config import TRIGGER_FIELDS
+
+    given = [n for n in TRIGGER_FIELDS if n in changes]
+    if given:
+      raise ConfigError(f"--ckpt_trigger_off and --{given[0]} contradict each other; give one")
+    changes.update(dict.fromkeys(TRIGGER_FIELDS))
   cfg = dataclasses.replace(PRESETS[preset], **changes)
   cfg.validate()
   return cfg

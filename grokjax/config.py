@@ -102,6 +102,10 @@ def grid_order(grid):
 
 
 SEED_LIMIT = 2 ** 32  # jax.random.key reads a seed as uint32
+# Checkpoint-trigger thresholds: a number > 0, or None (off). Any other value, 0
+# included, is refused; only a run folder's config.json may say 0, which was "off"
+# before None was (SweepConfig.from_dict reads it as None: the same sweep).
+TRIGGER_FIELDS = ("ckpt_trigger_acc", "ckpt_trigger_loss")
 
 
 @dataclasses.dataclass
@@ -142,10 +146,11 @@ class SweepConfig:
   log_points: int = 8  # extra log-spaced eval/checkpoint steps before eval_every
   ckpt_steps: tuple[int, ...] = ()  # explicit checkpoint steps (+ the last); replace ckpt_every
   # more checkpoints (grokjax.ckpt_schedule): log-spaced over [1, steps], and triggered at an
-  # evaluation when a run's accuracy (or ln loss) moved by more than a threshold (0: off)
+  # evaluation when a run's accuracy (or ln loss) moved by more than a threshold (> 0;
+  # None: off; see TRIGGER_FIELDS for config.json files that say 0 for off)
   ckpt_log_points: int = 0
-  ckpt_trigger_acc: float = 0.0
-  ckpt_trigger_loss: float = 0.0
+  ckpt_trigger_acc: float | None = None
+  ckpt_trigger_loss: float | None = None
   max_checkpoint_gb: float = 0.0  # disk budget of checkpoints/ in GB (1e9 bytes); 0: none
   model: str = "paper"  # a key of MODEL_PRESETS
   activation: str = "gelu"
@@ -202,7 +207,10 @@ class SweepConfig:
         shown = repr(v) if len(repr(v)) <= 60 else repr(v)[:57] + "..."
         raise ConfigError(f"config field {k!r} must be {_describe(hints[k])}, got {shown}")
     tuples = {k: tuple(v) for k, v in d.items() if isinstance(v, list)}
-    return cls(**{**d, **tuples})
+    # a run folder's config.json from when 0 meant "no trigger": read as off (None), so the
+    # folder resumes and reports as it trained; 0 from a flag or a new config is refused
+    off = {k: None for k in TRIGGER_FIELDS if k in d and d[k] == 0 and not isinstance(d[k], bool)}
+    return cls(**{**d, **tuples, **off})
 
   def validate(self) -> None:
     """Raises ConfigError with one readable line for the first problem found."""
@@ -253,10 +261,14 @@ class SweepConfig:
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{name} must be an integer >= 0 (0: off), got {value!r}")
-    for name in ("ckpt_trigger_acc", "ckpt_trigger_loss", "max_checkpoint_gb"):
+    for name in TRIGGER_FIELDS:
       value = getattr(self, name)
-      if not (value >= 0 and math.isfinite(value)):
-        raise ConfigError(f"{name} must be finite and >= 0 (0: off), got {value}")
+      if value is not None and not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{name} must be finite and > 0 (leave it unset for no trigger), "
+                          f"got {value}")
+    if not (self.max_checkpoint_gb >= 0 and math.isfinite(self.max_checkpoint_gb)):
+      raise ConfigError(f"max_checkpoint_gb must be finite and >= 0 (0: off), got "
+                        f"{self.max_checkpoint_gb}")
 
   def _validate_optimizer(self) -> None:
     if self.grokfast_filter not in GROKFAST_FILTERS:

@@ -5,7 +5,8 @@ triggered one as an upper bound), their disk use, the devices, and wall times
 estimated from a short calibration on this machine: a few compiled training steps
 and evaluations of the sweep (compile times apart), and, with a lens plan, the
 measure lens (cheap lenses and BDM), the LLC lens and the causal lens on the initial
-parameters of one run, scaled to the plan's runs and checkpoints. The run folder is
+parameters of one run, scaled to the plan's runs and checkpoints, and whether those
+lens stages together fit within the training time (`lens_fit`). The run folder is
 only looked at: the calibration's files go to a temporary folder elsewhere.
 
 >>> # from grokjax.config import PRESETS
@@ -166,6 +167,18 @@ def lens_estimates(cfg: SweepConfig, plan: Plan, lens: dict, n_saved: int) -> li
   ]
 
 
+def lens_fit(train_s: float, lens_s: dict[str, float]) -> str:
+  """One line: the estimated lens stages together against training, e.g. 'lenses / training:
+  0.42x (lenses 1h03m, training 2h30m): fits within the training time'. The paper preset's
+  lens plan must take no longer than its training; stages not estimated are left out."""
+  total = sum(lens_s.values())
+  ratio = total / train_s if train_s > 0 else float("inf")
+  verdict = ("fits within the training time" if ratio <= 1 else
+             f"exceeds training by {ratio:.3g}x")
+  return (f"lenses / training: {ratio:.3g}x (lenses {_hms(total)}, training {_hms(train_s)}): "
+          f"{verdict}")
+
+
 def _size(b: float) -> str:
   return f"{b / 1e9:.3g} GB" if b >= 1e9 else f"{b / 1e6:.3g} MB"
 
@@ -219,5 +232,6 @@ def dry_run(cfg: SweepConfig, out, *, plan: Plan | None = None, resume=False, ov
         result["stages"][name] = seconds
     write(f"  total       {_hms(sum(result['stages'].values())):>9}  (lenses at the most "
           f"checkpoints, {n_saved})")
+    write(lens_fit(train_s, {k: v for k, v in result["stages"].items() if k != "train"}))
     result["lenses"] = lens
   return result

@@ -125,8 +125,8 @@ def test_budget_too_small_for_the_schedule_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(ckpt_trigger_acc=-0.1), "ckpt_trigger_acc must be finite and >= 0"),
-    (dict(ckpt_trigger_loss=float("nan")), "ckpt_trigger_loss must be finite and >= 0"),
+    (dict(ckpt_trigger_acc=-0.1), "ckpt_trigger_acc must be finite and > 0"),
+    (dict(ckpt_trigger_loss=float("nan")), "ckpt_trigger_loss must be finite and > 0"),
     (dict(max_checkpoint_gb=-1.0), "max_checkpoint_gb must be finite and >= 0"),
     (dict(ckpt_log_points=-3), "ckpt_log_points must be an integer >= 0"),
     (dict(ckpt_every=-1), "ckpt_every must be an integer >= 0"),
@@ -221,5 +221,5 @@ def test_flags_set_the_schedule_and_bad_values_are_one_line():
                                       max_checkpoint_gb=2.0), "tiny")
   assert (cfg.ckpt_every, cfg.ckpt_log_points, cfg.ckpt_trigger_acc, cfg.max_checkpoint_gb) == (
       0, 5, 0.1, 2.0)
-  with pytest.raises(ConfigError, match="ckpt_trigger_acc must be finite and >= 0"):
+  with pytest.raises(ConfigError, match="ckpt_trigger_acc must be finite and > 0"):
     sweep_config_from_flags(flags(ckpt_trigger_acc=-0.05), "paper")

@@ -279,7 +279,10 @@ def grokking_change(metrics: dict, table: dict, column: str, *, threshold: float
   plateau: median over samples before the first one with test accuracy >= gen_level
   that have train accuracy >= threshold (the last sample before it if there is none) —
   a loss spike after grokking also has high train and low test accuracy, and must not
-  count as memorisation; after: median over samples with test accuracy >= threshold.
+  count as memorisation; after: median over samples with train and test accuracy both
+  >= threshold. A long run's loss spikes after grokking ("slingshots") are saved densely
+  by an accuracy trigger, and on the way back test accuracy can be 0.99 again while train
+  accuracy is not: such a checkpoint is still inside the spike, not post-grokking state.
   `change` = after - plateau, `rel_change` divides by |plateau|. The sign says whether
   the measure rose or fell through grokking.
   """
@@ -290,7 +293,7 @@ def grokking_change(metrics: dict, table: dict, column: str, *, threshold: float
       continue
     train = at_steps(metrics, run, "train_acc", steps)
     test = at_steps(metrics, run, "test_acc", steps)
-    after = values[test >= threshold]
+    after = values[(test >= threshold) & (train >= threshold)]
     generalised = test >= gen_level
     before = np.arange(steps.size) < (np.argmax(generalised) if generalised.any() else steps.size)
     plateau = values[before & (train >= threshold)]

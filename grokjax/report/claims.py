@@ -145,13 +145,26 @@ def _grokking_claim(grok: list[dict]) -> dict:
   lo = [x for x in ok if x[0] == 0]
   if not hi or not lo:
     status = "not measured"
-  elif all(n == m for _, n, m in hi) and all(n == 0 for _, n, _ in lo):
+  elif all(n == m for _, n, m in hi) and not _wd0_soon(grok):
     status = "agrees"
   elif all(n == 0 for _, n, _ in hi):
     status = "differs"
   else:
     status = "mixed"
   return {"claim": claim, "measure": "test_acc", "measured": "; ".join(parts), "status": status}
+
+
+FAR_LATER = 10.0  # "far later": at least a decade after the last weight-decay run groks
+
+
+def _wd0_soon(grok: list[dict]) -> bool:
+  """Whether some weight-decay-0 run reached test accuracy 0.99 within FAR_LATER times the
+  latest step at which a weight-decay run did. A long run without weight decay can grok
+  late (e.g. at 60k against 2k): the claim says "does not, or far later", so that agrees."""
+  steps = lambda keep: [r["test_acc_099_step"] for r in grok if keep(r["weight_decay"])
+                        and np.isfinite(r["test_acc_099_step"])]
+  hi, lo = steps(lambda wd: wd > 0), steps(lambda wd: wd == 0)
+  return bool(lo) and (not hi or min(lo) < FAR_LATER * max(hi))
 
 
 def _coincidence_claim(leads: list[dict]) -> dict:

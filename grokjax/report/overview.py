@@ -112,7 +112,7 @@ def section_correlations(ctx: Ctx) -> None:
   r.table("grokking_change", ctx.res.changes, columns=(
       "op", "weight_decay", "seed", "measure", "plateau", "after", "change", "rel_change"),
       caption=("Each measure on the memorisation plateau (train accuracy >= 0.99, test < 0.5) "
-               "and after grokking (test accuracy >= 0.99), medians over checkpoints."))
+               "and after grokking (train and test accuracy >= 0.99), medians over checkpoints."))
 
 
 def diverged_text(diverged: list[dict]) -> str:
