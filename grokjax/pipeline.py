@@ -205,6 +205,15 @@ def llc_steps(folder: runio.RunFolder, plan: Plan, runs: list[int]) -> dict[int,
   return {r: {s: labels[r].get(s, ()) for s in steps} for r in runs}
 
 
+def _same_phases(table: dict, chosen: dict[int, dict]) -> bool:
+  """Whether llc.csv labels every chosen run x step as `chosen` does."""
+  from grokjax.analysis.phase_steps import cell_labels
+
+  have = {(r, s): cell_labels(p) for r, s, p in zip(table["run"].tolist(),
+                                                     table["step"].tolist(), table["phase"])}
+  return all(have.get((r, s)) == labels for r, d in chosen.items() for s, labels in d.items())
+
+
 def stage_llc(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str:
   import jax
 
@@ -220,7 +229,8 @@ def stage_llc(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str:
   steps = {r: sorted(chosen[r]) for r in runs}
   if _steps_done(folder, "llc", runs, steps, write, columns=("phase",),
                  sampler=plan.llc_sampler, num_draws=plan.llc_draws,
-                 num_chains=plan.llc_chains, step_size=plan.llc_step_size):
+                 num_chains=plan.llc_chains, step_size=plan.llc_step_size) and \
+      _same_phases(folder.table("llc"), chosen):
     return "reused"
   rows = apply.llc_over_training(
       folder, key=jax.random.key(plan.seed), sampler=plan.llc_sampler,

@@ -74,6 +74,16 @@ def test_labels_that_snap_to_one_checkpoint_merge_and_keep_every_label():
   assert ps.cell_labels(ps.phase_cell(got[1000])) == got[1000]
 
 
+def test_the_onset_never_comes_after_the_crossing_on_a_noisy_jump():
+  # a rise, a dip, then the jump: test accuracy leaves its band for good only after 0.5
+  steps = np.arange(0, 901, 50)
+  train = np.r_[np.zeros(6), np.ones(13)]
+  test = np.r_[np.full(6, 0.01), 0.03, 0.06, 0.23, 0.43, 0.23, 0.99, 0.99, 1, 0.93, 1, 1, 1, 1]
+  assert generalisation_onset(steps, test, start=300)["step"] > 500  # past t_gen ~517
+  at = labelled(ps.phase_steps(steps, train, test, steps.tolist()))
+  assert at["onset"] <= at["middle"] == 500 < at["end"] == 550
+
+
 def test_memorised_snaps_inside_the_plateau_when_a_checkpoint_is_there():
   train, test = grokking(gen=1500.0)
   flat = ps.plateau(STEPS, train, test)

@@ -44,6 +44,9 @@ def test_reuse_compares_each_runs_steps_and_needs_the_phase_column(tmp_path):
   assert not done([0, 100])  # one common list: run 1 lacks 100
   assert not done({0: [0, 100], 1: [0, 300]}, columns=("diag_ok",))
   assert not done({0: [0, 100], 1: [0, 300]}, sampler="rmsprop_sgld")
+  table = runio.read_csv(tmp_path / "llc.csv")
+  assert pipe._same_phases(table, {0: {0: ("init",), 100: ("late",)}, 1: {300: ("late",)}})
+  assert not pipe._same_phases(table, {0: {100: ("end", "late")}})  # labels moved
 
 
 def test_an_old_plan_without_llc_steps_reads_as_log_steps():

@@ -13,7 +13,9 @@ merge (the checkpoint keeps all of them, in LABELS order).
              middle of the plateau on u; it snaps to the saved checkpoints inside the
              plateau when there is one.
   onset      the generalisation onset: test accuracy leaving its plateau for good
-             (`transitions.generalisation_onset`, on the window after t_fit).
+             (`transitions.generalisation_onset`, on the window after t_fit), never
+             after t_gen (on a noisy curve the sustained departure can follow a dip
+             past the crossing).
   middle     t_gen, test accuracy crossing 0.5 (`transitions.generalisation_step`).
   end        the first evaluation with test accuracy >= 0.99.
   late       the last saved checkpoint.
@@ -71,6 +73,7 @@ def phase_targets(steps, train_acc, test_acc, last: int, *, n_late: int = N_LATE
   t_fit = nan_if_none(first_step_at(s, train, FIT_LEVEL))
   t_gen = generalisation_step(s, test, GEN_LEVEL)
   onset = generalisation_onset(s, test, start=t_fit, level=GEN_LEVEL)["step"]
+  onset = min(onset, t_gen) if np.isfinite(onset) else onset
   out: list[tuple[str, float, tuple[float, float] | None]] = [("init", 0.0, None)]
   flat = plateau(s, train, test, before=onset)
   if flat.size:
