@@ -4,7 +4,8 @@ Stages, each skipped when its output in the folder is already complete (so re-ru
 resumes): train (grokjax.sweep.train_sweep; a folder with the same config is resumed,
 a finished one reused), measures (spectral, Fourier, geometry, BDM -> measures.csv),
 causal (patching and ablation -> causal.csv, causal_ablation.csv), llc (LLC over
-training -> llc.csv), invariance (LLC of each sampler on a rescaling grid ->
+training at each run's phase steps or common log-spaced steps, Plan.llc_steps -> llc.csv
+with a `phase` column), invariance (LLC of each sampler on a rescaling grid ->
 llc_invariance.csv), surrogate (the SFM -> surrogate/), snapshots (embeddings,
 quantised matrices and Occam-gate maps at four steps -> snapshots.npz), hidden (PCA and
 t-SNE maps of the embeddings and hidden states at four steps -> hidden.npz), and the report

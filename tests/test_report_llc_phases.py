@@ -37,6 +37,10 @@ def test_the_phase_table_pools_chains_and_seeds():
   sd = np.sqrt((2 * 4.0 + 2 * 2 * 25.0) / 3)  # chain spread and the seeds' 100 vs 110
   assert mem["ci95_hi"] - mem["llc_mean"] == pytest.approx(1.96 * sd / 2)
   assert rows["onset"]["llc_mean"] == rows["middle"]["llc_mean"] == pytest.approx(75.0)
+  failed = np.asarray(llc["step"]) == 400  # both memorised estimates
+  mem = {r["phase"]: r for r in llc_phases.phase_summary(llc, {}, failed)}["memorised"]
+  assert mem["estimates"] == 0 and mem["left_out"] == 2 and np.isnan(mem["llc_mean"])
+  assert mem["all_llc_mean"] == pytest.approx(105.0)
 
 
 def claim(llc, metrics=None):

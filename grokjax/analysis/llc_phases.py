@@ -68,7 +68,8 @@ def pooled(means, stds, counts) -> tuple[float, float, float, int]:
 
 def phase_summary(llc: dict, metrics: dict, failed=None) -> list[dict]:
   """Per op x weight decay x label: mean λ̂ and its 95 % interval over chains and seeds,
-  from the estimates that passed their diagnostics (`failed`: a bool per row, or None)."""
+  from the estimates that passed their diagnostics (`failed`: a bool per row, or None);
+  the all_* columns pool every estimate, failed ones too, for contrast."""
   labels = row_labels(llc, metrics)
   bad = np.zeros(len(labels), bool) if failed is None else np.asarray(failed, bool)
   ops, wds = np.asarray(llc["op"]).astype(str), np.asarray(llc["weight_decay"], np.float64)
@@ -82,12 +83,14 @@ def phase_summary(llc: dict, metrics: dict, failed=None) -> list[dict]:
         continue
       keep = sel & ~bad
       mean, lo, hi, n = pooled(np.asarray(llc["llc_mean"])[keep], std[keep], c[keep])
+      every = pooled(np.asarray(llc["llc_mean"])[sel], std[sel], c[sel])
       steps = np.asarray(llc["step"])[keep]
       rows.append({"op": op, "weight_decay": wd, "phase": label, "estimates": int(keep.sum()),
                    "left_out": int((sel & bad).sum()),
                    "seeds": len(set(np.asarray(llc["seed"])[keep].tolist())), "chains": n,
                    "steps": (f"{steps.min()}-{steps.max()}" if steps.size else ""),
-                   "llc_mean": mean, "ci95_lo": lo, "ci95_hi": hi})
+                   "llc_mean": mean, "ci95_lo": lo, "ci95_hi": hi,
+                   **dict(zip(("all_llc_mean", "all_ci95_lo", "all_ci95_hi"), every[:3]))})
   return rows
 
 

@@ -107,7 +107,8 @@ def _phase_table(ctx: Ctx, llc: dict) -> None:
       f"never generalises log-spaced points after memorised), from {how}. `llc_mean` pools "
       "the chains of every seed's estimate; ci95 = mean +- 1.96 sd / sqrt(chains), sd the "
       "pooled spread of the chains about it (a normal interval, optimistic with few chains); "
-      "estimates that failed their diagnostics are left out (`left_out`)."))
+      "estimates that failed their diagnostics are left out (`left_out`); the all_ columns "
+      "pool every estimate, failed ones too, and are no measurement where those failed."))
 
 
 SAME_FUNCTION = 0.05  # nats: a rescaling that moves the initial loss less keeps the function

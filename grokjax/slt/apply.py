@@ -6,6 +6,8 @@ answer logits. `llc_over_training` estimates it at chosen checkpoints of chosen 
 per run, every chosen checkpoint goes through one compiled program (a `lax.map` over
 the stacked checkpoints, `checkpoint_batch` of them vmapped at a time), each with the
 same chain keys, so the curve over steps is not jittered by the sampler's randomness.
+Each run may have its own checkpoints ({run: steps}); shorter lists are padded to the
+longest so that every run shares one compilation.
 
 Saturation. Each row also carries the chains' mean sampled loss E[L_m(w)] and
 `saturated` = E[L_m(w)] ≥ 0.9 ln p > L_n(w*). A sampler whose step size is too large for its
