@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from grokjax import checkpoint, ckpt_schedule, memory, runio, sharding, sweep
+from grokjax.analysis import phase_steps
 from grokjax.config import RUN_AXES, SweepConfig
 from grokjax.plan import Plan
 
@@ -145,6 +146,8 @@ def lens_estimates(cfg: SweepConfig, plan: Plan, lens: dict, n_saved: int) -> li
   cheap = n_saved if plan.measure_every is None else min(n_saved, cfg.steps // plan.measure_every)
   bdm = cheap if plan.bdm_points is None else plan.bdm_points
   llc_runs = n if plan.llc_all_seeds else n // len(cfg.seeds)
+  # "phases": at most one checkpoint per label a run, known only once it has trained
+  llc_points = plan.llc_points if plan.llc_steps == "log" else len(phase_steps.LABELS)
   draws = plan.llc_draws
   grid = plan.invariance_grid ** 2 * len(plan.invariance_samplers)
   inv_draw = lens["llc_draw"] * plan.invariance_chains / plan.llc_chains
@@ -156,8 +159,8 @@ def lens_estimates(cfg: SweepConfig, plan: Plan, lens: dict, n_saved: int) -> li
       ("causal", n * plan.causal_points * lens["causal_first"],
        f"timed one checkpoint with its compile ({lens['causal_first']:.1f} s) x "
        f"{plan.causal_points} steps x {n} runs: an upper bound"),
-      ("llc", lens["compile_llc"] + llc_runs * plan.llc_points * draws * lens["llc_draw"],
-       f"timed: {plan.llc_points} steps x {llc_runs} runs x {draws} draws x "
+      ("llc", lens["compile_llc"] + llc_runs * llc_points * draws * lens["llc_draw"],
+       f"timed: {llc_points} steps x {llc_runs} runs x {draws} draws x "
        f"{lens['llc_draw']:.3f} s"),
       ("invariance", lens["compile_llc"] * len(plan.invariance_samplers)
        + grid * plan.invariance_draws * inv_draw,

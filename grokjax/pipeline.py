@@ -4,7 +4,8 @@ Stages, each skipped when its output in the folder is already complete (so re-ru
 resumes): train (grokjax.sweep.train_sweep; a folder with the same config is resumed,
 a finished one reused), measures (spectral, Fourier, geometry, BDM -> measures.csv),
 causal (patching and ablation -> causal.csv, causal_ablation.csv), llc (LLC over
-training -> llc.csv), invariance (LLC of each sampler on a rescaling grid ->
+training at each run's phase steps or common log-spaced steps, Plan.llc_steps -> llc.csv
+with a `phase` column), invariance (LLC of each sampler on a rescaling grid ->
 llc_invariance.csv), surrogate (the SFM -> surrogate/), snapshots (embeddings,
 quantised matrices and Occam-gate maps at four steps -> snapshots.npz), hidden (PCA and
 t-SNE maps of the embeddings and hidden states at four steps -> hidden.npz), and the report
@@ -79,13 +80,14 @@ def _stage_table(folder: runio.RunFolder, name: str, write) -> dict | None:
     return None
 
 
-def _steps_done(folder: runio.RunFolder, name: str, runs, steps: list[int], write,
-                **match) -> bool:
+def _steps_done(folder: runio.RunFolder, name: str, runs, steps, write, *,
+                columns: tuple[str, ...] = (), **match) -> bool:
   """Whether the tidy table DIR/<name>.csv has a row for every run x step (with the given
-  column values). `runs`: the run indices, or their number (runs 0..n-1)."""
+  column values, and the given `columns`). `runs`: the run indices, or their number (runs
+  0..n-1); `steps`: the steps of every run, or {run: its steps}."""
   runs = range(runs) if isinstance(runs, int) else runs
   t = _stage_table(folder, name, write)
-  if not t or "run" not in t or "step" not in t:
+  if not t or "run" not in t or "step" not in t or any(c not in t for c in columns):
     return False
   sel = np.ones(len(t["run"]), bool)
   for k, v in match.items():
@@ -94,7 +96,8 @@ def _steps_done(folder: runio.RunFolder, name: str, runs, steps: list[int], writ
     col = t[k]
     sel &= (col.astype(str) == str(v)) if col.dtype == object else np.isclose(col, v)
   have = set(zip(t["run"][sel].tolist(), t["step"][sel].tolist()))
-  return all((r, s) in have for r in runs for s in steps)
+  per_run = steps if isinstance(steps, dict) else {r: steps for r in runs}
+  return all((r, s) in have for r in runs for s in per_run[r])
 
 
 def _save_timings(out: pathlib.Path, clock: Clock) -> None:
@@ -183,27 +186,63 @@ def stage_causal(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str:
   return f"done (steps {steps})"
 
 
+def llc_steps(folder: runio.RunFolder, plan: Plan, runs: list[int]) -> dict[int, dict]:
+  """{run: {step: its phase labels}}: the checkpoints the LLC stage measures per run.
+
+  "phases": each run's phase steps (grokjax.analysis.phase_steps) among the saved ones;
+  "log": the same log-spaced steps and 0 for every run, labelled with the phases they
+  are nearest to (a step no label snaps to has none).
+  """
+  from grokjax.analysis import phase_steps
+
+  if plan.llc_steps not in plan_lib.LLC_STEPS:
+    raise ConfigError(f"unknown plan llc_steps {plan.llc_steps!r}; valid: "
+                      f"{', '.join(plan_lib.LLC_STEPS)}")
+  metrics = folder.metrics()
+  if plan.llc_steps == "phases":
+    return {r: phase_steps.run_phase_steps(metrics, r, folder.steps) for r in runs}
+  steps = sorted(set(folder.log_spaced(plan.llc_points - 1, FIRST_STEP)) | {0})
+  labels = {r: phase_steps.run_phase_steps(metrics, r, steps) for r in runs}
+  return {r: {s: labels[r].get(s, ()) for s in steps} for r in runs}
+
+
+def _same_phases(table: dict, chosen: dict[int, dict]) -> bool:
+  """Whether llc.csv labels every chosen run x step as `chosen` does."""
+  from grokjax.analysis.phase_steps import cell_labels
+
+  have = {(r, s): cell_labels(p) for r, s, p in zip(table["run"].tolist(),
+                                                     table["step"].tolist(), table["phase"])}
+  return all(have.get((r, s)) == labels for r, d in chosen.items() for s, labels in d.items())
+
+
 def stage_llc(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str:
   import jax
 
+  from grokjax.analysis.phase_steps import phase_cell
   from grokjax.slt import apply
 
   cfg = folder.cfg
-  steps = sorted(set(folder.log_spaced(plan.llc_points - 1, FIRST_STEP)) | {0})
   runs = [i for i in folder.check_runs(runs)
           if plan.llc_all_seeds or cfg.runs[i].seed == cfg.seeds[0]]
   if not runs:
     return "skipped (the runs it measures diverged)"
-  if _steps_done(folder, "llc", runs, steps, write, sampler=plan.llc_sampler,
-                 num_draws=plan.llc_draws, step_size=plan.llc_step_size):
+  chosen = llc_steps(folder, plan, runs)
+  steps = {r: sorted(chosen[r]) for r in runs}
+  if _steps_done(folder, "llc", runs, steps, write, columns=("phase",),
+                 sampler=plan.llc_sampler, num_draws=plan.llc_draws,
+                 num_chains=plan.llc_chains, step_size=plan.llc_step_size) and \
+      _same_phases(folder.table("llc"), chosen):
     return "reused"
   rows = apply.llc_over_training(
       folder, key=jax.random.key(plan.seed), sampler=plan.llc_sampler,
       step_size=plan.llc_step_size, localization=plan.llc_localization,
       num_chains=plan.llc_chains, num_draws=plan.llc_draws, num_burnin=plan.llc_burnin,
       batch_size=plan.llc_batch, runs=runs, steps=steps, log=write)
-  runio.write_csv(folder.file("llc.csv"), rows)
-  return f"done (steps {steps})"
+  runio.write_csv(folder.file("llc.csv"),
+                  [{**row, "phase": phase_cell(chosen[row["run"]][row["step"]])}
+                   for row in rows])
+  n = sum(len(s) for s in steps.values())
+  return f"done ({plan.llc_steps} steps: {n} checkpoints of {len(runs)} runs)"
 
 
 def invariance_run(cfg: SweepConfig, runs=None) -> int:

@@ -19,6 +19,7 @@ PLAN_FILE = "plan.json"
 # fields older plans had and no lens reads any more; from_dict drops them. `workers`:
 # the BDM process pool, retired when the BDM lens moved onto the device (measures.bdm)
 RETIRED = ("workers",)
+LLC_STEPS = ("log", "phases")  # how the LLC stage chooses its checkpoints (Plan.llc_steps)
 
 
 @dataclasses.dataclass
@@ -34,7 +35,11 @@ class Plan:
   causal_pairs: int = 256
   causal_random: int = 5
   causal_examples: int = 1024
-  llc_points: int = 8  # checkpoints for the LLC trajectory
+  # the LLC's checkpoints: "log" (llc_points log-spaced steps, the same for every run) or
+  # "phases" (each run's init, memorised, onset, middle, end and late checkpoints:
+  # grokjax.analysis.phase_steps). Old plan.json files have no such field and measured "log"
+  llc_steps: str = "log"
+  llc_points: int = 8  # checkpoints for the LLC trajectory ("log")
   llc_sampler: str = "sgld"
   # calibrated on the paper model (BUILD_NOTES, SLT): ε = 1e-4, γ = 100 saturates there
   llc_step_size: float = 4e-6
@@ -73,21 +78,23 @@ PLANS: dict[str, Plan] = {
     # (BUILD_NOTES.md, "The paper preset at full length")
     "paper": Plan(measure_lenses=WITH_PROGRESS, llc_points=16, invariance_grid=5),
     # demo and cpu-quick: lean lens plans, since training takes most of the time budget;
+    # the LLC at every run's phase steps (<= 6 a run) with 2 chains x (100 + 50 burn-in)
+    # draws: 4 runs x 6 x 300 chain-draws is twice the former 2 runs x 4 steps x 450;
     # t-SNE (~9 s of a core per 1,000 points) maps 500 examples, embedding and last block;
     # their rescaling grids stay where the rescaling (nearly) preserves the function (on the
     # demo, α < 1 and β = 0.1 or 10 changed the initial loss by 0.6-4.7 nats)
     "cpu-quick": Plan(measure_lenses=WITH_PROGRESS, gc_method="hutchinson", n_examples=128,
                       causal_pairs=128,
-                      causal_random=3, causal_examples=512, llc_points=4, llc_chains=2,
-                      llc_draws=150, llc_burnin=75, llc_batch=128, llc_all_seeds=False,
+                      causal_random=3, causal_examples=512, llc_steps="phases",
+                      llc_chains=2, llc_draws=100, llc_burnin=50, llc_batch=128,
                       invariance_grid=3, invariance_samplers=("sgld", "scale_invariant"),
                       invariance_draws=40, invariance_chains=1, alpha_range=(1.0, 10.0),
                       beta_range=(0.5, 2.0), surrogate=dict(seeds=(0,)),
                       hidden_tsne_examples=500, hidden_tsne_sites="ends"),
     "demo": Plan(measure_lenses=WITH_PROGRESS, gc_method="hutchinson", n_examples=128,
                  causal_pairs=128,
-                 causal_random=3, causal_examples=512, llc_points=4, llc_chains=2, llc_draws=150,
-                 llc_burnin=75, llc_batch=128, llc_all_seeds=False, invariance_grid=3,
+                 causal_random=3, causal_examples=512, llc_steps="phases", llc_chains=2,
+                 llc_draws=100, llc_burnin=50, llc_batch=128, invariance_grid=3,
                  invariance_samplers=("sgld", "scale_invariant"), invariance_draws=40,
                  invariance_chains=1, alpha_range=(1.0, 10.0), beta_range=(0.5, 2.0),
                  surrogate=dict(ops=("sub",), p=47, penalties=(0.0, 0.3, 1.0), seeds=(0,)),

@@ -10,8 +10,11 @@ llc.csv, ...: one row per run x step). Nothing here loads a checkpoint. By conce
                verdicts, ranking, Spearman correlations, grokking table and change
   survival     grok time as right-censored data: Kaplan-Meier curves, median grok
                step with its interval, fraction grokked by the budget
+  phase_steps  one run's checkpoints for init, memorised, onset, middle, end, late
+  llc_phases   the LLC per phase label (pooled 95 % interval), memorised vs end / late
 
-Every public name is re-exported here, so `analysis.transition_table(...)` works.
+Every public name of the first four is re-exported here (the last two are imported
+as modules), so `analysis.transition_table(...)` works.
 
 >>> from grokjax import analysis
 >>> round(analysis.generalisation_step([0, 10, 100], [0.0, 0.0, 1.0]), 1)  # sqrt(11 * 101) - 1

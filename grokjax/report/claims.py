@@ -20,6 +20,7 @@ import dataclasses
 import numpy as np
 
 from grokjax import analysis
+from grokjax.analysis import llc_phases
 from grokjax.figures.slt import diag_failed
 from grokjax.report.tables import available, measure_tables
 
@@ -97,7 +98,10 @@ def claim_rows(tables: dict, res: Results) -> list[dict]:
       continue
     ch = [c for c in res.changes if c["measure"] == col]
     claim = f"{label} {'rises' if sign > 0 else 'falls'} through grokking"
-    note = _llc_note(tables) if source == "llc" else ""
+    if source == "llc":
+      rows.append(_llc_claim(tables, claim))
+      continue
+    note = ""
     if not ch:
       rows.append({"claim": claim, "measure": col, "measured": "no run generalised with this "
                    "lens measured" + note, "status": "not measured"})
@@ -127,6 +131,30 @@ def llc_left_out(tables: dict) -> str:
 def _llc_note(tables: dict) -> str:
   text = llc_left_out(tables)
   return f"; {text}" if text else ""
+
+
+def _llc_claim(tables: dict, claim: str) -> dict:
+  """λ̂ on the memorisation plateau against the end of the jump and the last checkpoint, in
+  every grokked run, with the estimates that failed their diagnostics left out."""
+  llc, note = tables["llc"], _llc_note(tables)
+  runs = llc_phases.memorised_vs_late(llc, tables["metrics"], diag_failed(llc))
+  done = [r for r in runs if r["compared"]]
+  row = {"claim": claim, "measure": "llc_mean"}
+  if not done:
+    why = (f"{len(runs)} grokked runs, none with a memorised and an end / late estimate that "
+           "passed" if runs else "no run with LLC estimates grokked")
+    return {**row, "status": "not measured", "measured": why + note}
+  fell = sum(r["falls"] for r in done)
+  status = "agrees" if fell == len(done) else "differs" if fell == 0 else "mixed"
+  each = "; ".join(
+      f"{r['op']} wd{r['weight_decay']:g} s{r['seed']} {r['llc_memorised']:.3g} -> "
+      f"{r['llc_end']:.3g} / {r['llc_late']:.3g}" for r in done)
+  left = len(runs) - len(done)
+  return {**row, "status": status, "measured": (
+      f"λ̂ memorised -> end / late fell in {fell}/{len(done)} grokked runs "
+      f"({sum(r['resolved'] for r in done)} beyond the chains' 95 % interval): {each}"
+      + (f"; {left} grokked runs not compared (estimates left out or absent)" if left else "")
+      + note)}
 
 
 def _grokking_claim(grok: list[dict]) -> dict:

@@ -11,8 +11,10 @@ import json
 
 import numpy as np
 
+from grokjax.analysis import llc_phases
 from grokjax.errors import RunFolderError
 from grokjax.figures import slt as slt_figures
+from grokjax.figures.slt import diag_failed
 from grokjax.figures import surrogate as surrogate_figures
 from grokjax.report import tables as tables_lib
 from grokjax.report.claims import llc_left_out
@@ -62,6 +64,7 @@ def section_llc(ctx: Ctx) -> None:
         f"({g('num_burnin')} burn-in), batch {g('batch_size')}; "
         f"{int(np.sum(llc['diverged']))} diverged chains in total; "
         f"{_saturation_note(llc)}; {_diagnostics_note(llc)}"))
+    _phase_table(ctx, llc)
   inv = ctx.tables["llc_invariance"]
   if inv is None:
     r.text("Not measured: sampler invariance (llc_invariance.csv is absent).")
@@ -90,6 +93,22 @@ def section_llc(ctx: Ctx) -> None:
       f"the points where the rescaled model is still the same function, |change of the initial "
       f"loss| < {SAME_FUNCTION} nats (`same_fn_`); cv = std / |mean|. Only the second measures "
       "the sampler rather than the model."))
+
+
+def _phase_table(ctx: Ctx, llc: dict) -> None:
+  how = ("each run's `phase` column" if "phase" in llc else
+         "labels put on the measured steps by analysis.phase_steps (llc.csv predates the phase "
+         "column, so a label sits on the measured step nearest to it)")
+  ctx.report.table("llc_phases", llc_phases.phase_summary(llc, ctx.tables["metrics"],
+                                                          diag_failed(llc)), caption=(
+      "λ̂ per op x weight decay x phase (init; memorised: the memorisation plateau's middle; "
+      "onset: test accuracy starts to rise; middle: test accuracy crosses 0.5; end: first "
+      "evaluation with test accuracy >= 0.99; late: the last checkpoint, or for a run that "
+      f"never generalises log-spaced points after memorised), from {how}. `llc_mean` pools "
+      "the chains of every seed's estimate; ci95 = mean +- 1.96 sd / sqrt(chains), sd the "
+      "pooled spread of the chains about it (a normal interval, optimistic with few chains); "
+      "estimates that failed their diagnostics are left out (`left_out`); the all_ columns "
+      "pool every estimate, failed ones too, and are no measurement where those failed."))
 
 
 SAME_FUNCTION = 0.05  # nats: a rescaling that moves the initial loss less keeps the function

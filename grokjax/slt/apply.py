@@ -6,6 +6,8 @@ answer logits. `llc_over_training` estimates it at chosen checkpoints of chosen 
 per run, every chosen checkpoint goes through one compiled program (a `lax.map` over
 the stacked checkpoints, `checkpoint_batch` of them vmapped at a time), each with the
 same chain keys, so the curve over steps is not jittered by the sampler's randomness.
+Each run may have its own checkpoints ({run: steps}); shorter lists are padded to the
+longest so that every run shares one compilation.
 
 Saturation. Each row also carries the chains' mean sampled loss E[L_m(w)] and
 `saturated` = E[L_m(w)] ≥ 0.9 ln p > L_n(w*). A sampler whose step size is too large for its
@@ -25,7 +27,7 @@ samplers on one run at one checkpoint (experiments.llc_invariance and the pipeli
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +35,7 @@ import numpy as np
 
 from grokjax import runio
 from grokjax.config import SweepConfig
+from grokjax.errors import ConfigError
 from grokjax.model import Transformer
 from grokjax.slt import invariance
 from grokjax.slt import llc as llc_lib
@@ -125,20 +128,21 @@ def llc_at_checkpoints(loss_fn, params_S, data, *, key, spec: llc_lib.ChainSpec,
 def llc_over_training(folder: runio.RunFolder, *, key: jax.Array, sampler="sgld",
                       step_size: float, localization: float, nbeta=None, num_chains: int = 4,
                       num_draws: int = 200, num_burnin: int = 0, batch_size: int | None = 512,
-                      runs: Sequence[int] | None = None, steps: Sequence[int] | None = None,
+                      runs: Sequence[int] | None = None,
+                      steps: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
                       every: int | None = None, sampler_kwargs: dict | None = None,
                       checkpoint_batch: int = 1, log=print) -> list[dict]:
   """Tidy rows (run fields, step, settings, llc_mean, llc_std, ..., diag_*) for llc.csv.
 
-  Every row carries the in-program diagnostics (`diag_fields`, chance loss ln p).
+  `steps`: the steps of every run, or {run: its own steps} (`runs` None: the mapping's
+  runs). Every row carries the in-program diagnostics (`diag_fields`, chance loss ln p).
   """
   cfg = folder.cfg
-  runs = folder.check_runs(runs)
-  chosen = folder.choose_steps(steps=steps, every=every, keep_last=True)
+  per_run = _steps_per_run(folder, runs, steps, every)
   loss_fn = make_loss_fn(cfg)
-  params_SxR = folder.params(chosen, runs)  # each checkpoint read once
+  stacks = _stacked_params(folder, per_run)
   rows = []
-  for k, r in enumerate(runs):
+  for r, chosen in per_run.items():
     data = train_data(cfg, r)
     n = int(data[1].shape[0])
     bs = None if batch_size is None else min(batch_size, n)
@@ -148,8 +152,7 @@ def llc_over_training(folder: runio.RunFolder, *, key: jax.Array, sampler="sgld"
     nb = llc_lib.resolve_nbeta(nbeta, num_examples=n, batch_size=bs)
     llc_lib.check_hyper(step_size=step_size, localization=localization, nbeta=nb)
     log(f"llc: run {r} ({cfg.runs[r].label}), {len(chosen)} checkpoints, sampler {sampler}")
-    params_S = jax.tree.map(lambda a: a[:, k], params_SxR)
-    out = llc_at_checkpoints(loss_fn, params_S, data, key=jax.random.fold_in(key, r),
+    out = llc_at_checkpoints(loss_fn, stacks[r], data, key=jax.random.fold_in(key, r),
                              spec=spec, step_size=step_size, nbeta=nb,
                              localization=localization, checkpoint_batch=checkpoint_batch,
                              chance_loss=float(np.log(cfg.p)))
@@ -164,6 +167,37 @@ def llc_over_training(folder: runio.RunFolder, *, key: jax.Array, sampler="sgld"
                    "diverged": int(out["diverged/count"][j]),
                    **saturation_fields(llc_mean, init_loss, nb, cfg.p), **diag_fields(out, j)})
   return rows
+
+
+def _steps_per_run(folder: runio.RunFolder, runs, steps, every) -> dict[int, list[int]]:
+  """{run: its sorted saved steps}, from one list for every run or a mapping per run."""
+  if not isinstance(steps, Mapping):
+    chosen = folder.choose_steps(steps=steps, every=every, keep_last=True)
+    return {r: chosen for r in folder.check_runs(runs)}
+  if every is not None:
+    raise ConfigError("give steps per run or --every, not both")
+  runs = folder.check_runs(list(steps) if runs is None else runs)
+  missing = [r for r in runs if r not in steps]
+  if missing:
+    raise ConfigError(f"no steps given for run(s) {missing}")
+  return {r: folder.choose_steps(steps=steps[r]) for r in runs}
+
+
+def _stacked_params(folder: runio.RunFolder, per_run: dict[int, list[int]]) -> dict:
+  """{run: its checkpoints stacked on a leading axis}; each saved step is read once, for
+  the runs that ask for it. Shorter stacks repeat their last checkpoint up to the longest
+  (llc_over_training drops those rows): one compiled program serves every run, where a
+  stack of another length would compile it again."""
+  size = max(len(s) for s in per_run.values())
+  taken = {}
+  for step in sorted(set().union(*per_run.values())):
+    rs = [r for r, s in per_run.items() if step in s]
+    params = folder.params([step], rs)
+    for k, r in enumerate(rs):
+      taken[r, step] = jax.tree.map(lambda a, k=k: a[0, k], params)
+  return {r: jax.tree.map(lambda *a: np.stack(a),
+                          *(taken[r, step] for step in s + [s[-1]] * (size - len(s))))
+          for r, s in per_run.items()}
 
 
 def invariance_at_checkpoint(folder: runio.RunFolder, *, run: int, step: int, key: jax.Array,
