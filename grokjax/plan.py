@@ -76,7 +76,8 @@ PLANS: dict[str, Plan] = {
     # alpha = beta = 1), not the authors' 30 x 30: its cost does not shrink with the sweep, and
     # 900 points x 4 samplers would take ~11 h of one x - y run's ~1 h of CPU training
     # (BUILD_NOTES.md, "The paper preset at full length")
-    "paper": Plan(measure_lenses=WITH_PROGRESS, llc_points=16, invariance_grid=5),
+    # The LLC at each run's phase steps, which the accuracy trigger saves densely.
+    "paper": Plan(measure_lenses=WITH_PROGRESS, llc_steps="phases", invariance_grid=5),
     # demo and cpu-quick: lean lens plans, since training takes most of the time budget;
     # the LLC at every run's phase steps (<= 6 a run) with 2 chains x (100 + 50 burn-in)
     # draws: 4 runs x 6 x 300 chain-draws is twice the former 2 runs x 4 steps x 450;

@@ -47,7 +47,7 @@ def test_lens_estimates_scale_the_one_run_calibration():
   est = {name: s for name, s, _ in dryrun.lens_estimates(PRESETS["paper"], PLANS["paper"], lens,
                                                          n_saved=100)}
   assert est["measures"] == pytest.approx(15.0 + 16 * (100 * 0.5 + 100 * 1.0))
-  assert est["llc"] == pytest.approx(8.0 + 16 * 16 * 200 * 0.01)
+  assert est["llc"] == pytest.approx(8.0 + 16 * 6 * 200 * 0.01)  # <= 6 phase steps a run
   assert est["causal"] == pytest.approx(16 * 4 * 3.0)
 
 
