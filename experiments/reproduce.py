@@ -51,6 +51,9 @@ flags.DEFINE_list("seeds", None, "override the preset's seeds, e.g. 42")
 flags.DEFINE_list("weight_decays", None, "override the preset's weight decays, e.g. 1")
 flags.DEFINE_list("lrs", None, "override the preset's learning rates")
 flags.DEFINE_integer("steps", None, "override the preset's training steps")
+flags.DEFINE_integer("eval_every", None, "override the preset's evaluation interval")
+flags.DEFINE_integer("ckpt_every", None, "override the preset's checkpoint interval (denser "
+                     "checkpoints time the measures' onsets more finely)")
 flags.DEFINE_float("max_checkpoint_gb", None, "override the preset's checkpoint disk budget in "
                    "GB (0: none)")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "print runs, checkpoints, disk and estimated "
