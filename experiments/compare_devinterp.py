@@ -18,7 +18,8 @@ How devinterp 2.0.1's conventions map onto grokjax's (read in its source):
 - nβ. devinterp has no default in `sample` (n_beta is required); its documented helper
   `default_nbeta(dataloader)` is b/log b with b the batch size, grokjax's default n/log n
   with n the examples (grokjax's nbeta="batch" is devinterp's). Both get n/log n here, given
-  explicitly; b/log b is 5–100× smaller on these problems and λ̂ is not invariant to it.
+  explicitly (`--nbeta=batch` runs both at b/log b); b/log b is 7–50× smaller on these
+  problems and λ̂ is not invariant to it.
 - Loss. devinterp back-propagates the batch mean of the per-token loss (gradient
   accumulation 1); grokjax's loss_fn is the batch mean: the same gradient scale. Our
   models predict one token, so the per-token loss is one number per example; an example
@@ -61,11 +62,14 @@ from grokjax.cli import run_main
 from grokjax.errors import ConfigError
 from grokjax.model import Transformer
 from grokjax.slt import apply, dln
-from grokjax.slt.llc import default_nbeta
+from grokjax.slt.llc import default_nbeta, resolve_nbeta
 
 _PROBLEMS = flags.DEFINE_list("problems", ["dln", "paper"], "which of dln, paper to run")
 _OUT = flags.DEFINE_string("out", "compare_devinterp.json", "the JSON results file")
-_SEED = flags.DEFINE_integer("sampler_seed", 0, "grokjax's chain key; devinterp's init_seed is 100 + it")
+_NBETA = flags.DEFINE_string("nbeta", "n", "nβ for both tools: n (n/log n), batch (b/log b, "
+                              "devinterp's default_nbeta) or a number")
+_SEED = flags.DEFINE_integer("sampler_seed", 0,
+                             "grokjax's chain key; devinterp's init_seed is 100 + it")
 
 _WIDTHS = flags.DEFINE_list("dln_widths", ["5", "4", "4", "5"], "DLN layer sizes, input first")
 _RANK = flags.DEFINE_integer("dln_rank", 1, "rank of the teacher's product")
@@ -102,7 +106,8 @@ def _both(problem: str, loss_fn, params, data, model, example_loss, n, s, **extr
 def _dln_rows(settings: dict) -> list[dict]:
   widths = [int(w) for w in _WIDTHS.value]
   p = dln.problem(widths, _RANK.value, _N.value, key=jax.random.key(0))
-  s = llc_compare.Setting(_DLN_EPS.value, _DLN_GAMMA.value, default_nbeta(_N.value),
+  nbeta = resolve_nbeta(_NBETA.value, num_examples=_N.value, batch_size=_DLN_BATCH.value)
+  s = llc_compare.Setting(_DLN_EPS.value, _DLN_GAMMA.value, nbeta,
                           _DLN_CHAINS.value, _DLN_DRAWS.value, _DLN_BURNIN.value,
                           _DLN_BATCH.value, _SEED.value)
   settings["dln"] = {"widths": widths, "rank": _RANK.value, "n": _N.value,
@@ -130,7 +135,8 @@ def _paper_rows(settings: dict) -> list[dict]:
   diff = float(np.abs(got - want).max())
   if not diff < 1e-3 * max(1.0, float(np.abs(want).max())):
     raise ConfigError(f"the PyTorch model's logits differ from grokjax's by {diff}")
-  s = llc_compare.Setting(_EPS.value, _GAMMA.value, default_nbeta(n), _CHAINS.value,
+  nbeta = resolve_nbeta(_NBETA.value, num_examples=n, batch_size=_BATCH.value)
+  s = llc_compare.Setting(_EPS.value, _GAMMA.value, nbeta, _CHAINS.value,
                           _DRAWS.value, _BURNIN.value, _BATCH.value, _SEED.value)
   settings["paper"] = {"run_dir": _RUN_DIR.value, "run": run, "label": folder.runs[run].label,
                        "step": step, "n": n, "logit_max_abs_diff": diff, **vars(s),
