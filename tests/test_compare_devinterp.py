@@ -32,7 +32,7 @@ def _params(cfg, key):
 def test_torch_model_gives_the_same_logits(preset):
   cfg = MODEL_PRESETS[preset]
   params = _params(cfg, 0)
-  tokens = np.asarray(jax.random.randint(jax.random.key(2), (64, cfg.seq_len), 0,
+  tokens = np.array(jax.random.randint(jax.random.key(2), (64, cfg.seq_len), 0,
                                          cfg.vocab_size))
   want = np.asarray(Transformer(cfg).apply({"params": params}, tokens))
   model = torch_convert.torch_model(params, cfg)
