@@ -101,10 +101,9 @@ def claim_rows(tables: dict, res: Results) -> list[dict]:
     if source == "llc":
       rows.append(_llc_claim(tables, claim))
       continue
-    note = ""
     if not ch:
       rows.append({"claim": claim, "measure": col, "measured": "no run generalised with this "
-                   "lens measured" + note, "status": "not measured"})
+                   "lens measured", "status": "not measured"})
       continue
     agree = sum(np.sign(c["change"]) == sign for c in ch)
     rel = np.median([c["rel_change"] for c in ch])
@@ -112,7 +111,7 @@ def claim_rows(tables: dict, res: Results) -> list[dict]:
     runs = ", ".join(f"{c['op']} wd{c['weight_decay']:g} s{c['seed']}" for c in ch)
     rows.append({"claim": claim, "measure": col, "status": status,
                  "measured": f"{_sign_word(rel)} (median {100 * rel:+.1f}% plateau -> after) in "
-                             f"{agree}/{len(ch)} runs as claimed ({runs}){note}"})
+                             f"{agree}/{len(ch)} runs as claimed ({runs})"})
   rows.append(_coincidence_claim(res.leads))
   return rows
 
