@@ -7,7 +7,9 @@
       --calib_step_sizes=1e-6,4e-6,1e-5 --calib_localizations=1e3,1e4,3e4
 
 Writes DIR/llc.csv (one row per run x checkpoint; replaced on each call) and DIR/llc.png
-(λ̂ against step on a log axis, beside test accuracy from metrics.csv). With
+(λ̂ against step on a log axis, beside test accuracy from metrics.csv). Without
+--step_size each checkpoint's ε is the largest of --step_grid whose short pilot chains
+pass MALA's acceptance test (grokjax.slt.autostep); the row says which. With
 --calibrate it instead runs the step size x localisation grid on one run at one
 checkpoint (--calib_step, default the last) and writes DIR/llc_calibration.csv and
 DIR/llc_calibration.png (the chains' traces per setting): look there before trusting
@@ -27,13 +29,16 @@ from grokjax import folder as folder_lib
 from grokjax.cli import check_columns, check_positive, load_run_dir, parse_ints, run_main
 from grokjax.errors import ConfigError
 from grokjax.figures import slt as slt_figures
-from grokjax.slt import apply, calibration
+from grokjax.slt import apply, autostep, calibration
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder written by experiments.train")
 _SAMPLER = flags.DEFINE_enum("sampler", "sgld",
                              ["sgld", "rmsprop_sgld", "scale_invariant", "riemannian"], "sampler")
-# calibrated on the paper model at p = 97 (BUILD_NOTES, SLT); calibrate for other models
-_STEP_SIZE = flags.DEFINE_float("step_size", 4e-6, "sampler step size ε")
+_STEP_SIZE = flags.DEFINE_float("step_size", None, "sampler step size ε for every checkpoint "
+                                 "(default: per checkpoint, the largest of --step_grid whose "
+                                 "pilot chains accept; sgld only)")
+_STEP_GRID = flags.DEFINE_list("step_grid", [f"{v:g}" for v in autostep.DEFAULT_GRID],
+                               "the automatic step size's ε grid")
 _LOCALIZATION = flags.DEFINE_float("localization", 1e4, "localisation strength γ")
 _NBETA = flags.DEFINE_string("nbeta", "n", "nβ: 'n' (n/log n), 'batch' (b/log b) or a number")
 _CHAINS = flags.DEFINE_integer("num_chains", 4, "chains per estimate")
@@ -119,7 +124,7 @@ def main(argv):
                 folder.file("metrics.csv"))
   rows = apply.llc_over_training(
       folder, key=jax.random.key(_SEED.value), step_size=_STEP_SIZE.value,
-      localization=_LOCALIZATION.value, batch_size=_BATCH.value, runs=runs,
+      step_grid=floats(_STEP_GRID.value, "step_grid"), localization=_LOCALIZATION.value, batch_size=_BATCH.value, runs=runs,
       steps=parse_ints(_STEPS.value, "steps") if _STEPS.value else None, every=_EVERY.value,
       checkpoint_batch=_CKPT_BATCH.value, **sampler_settings())
   runio.write_csv(run_dir / "llc.csv", rows)
@@ -130,6 +135,11 @@ def main(argv):
     print(f"warning: {n_sat} of {len(rows)} estimates are saturated (chains sampled near-chance "
           f"models, mean loss >= {apply.SATURATION} ln p): the step size is too large for the "
           "localisation; run --calibrate and lower --step_size or raise --localization")
+  no_eps = sum(not r["autostep_ok"] for r in rows)
+  if no_eps:
+    print(f"warning: at {no_eps} of {len(rows)} checkpoints no step size of the grid accepted "
+          "(pilot acceptance < 0.9, diverged or saturated); those ran at its smallest ε: add "
+          "smaller values to --step_grid")
   failed = [r for r in rows if not r["diag_ok"]]
   why = collections.Counter(r["diag_reasons"] for r in failed)
   print(f"diagnostics: {len(failed)} of {len(rows)} estimates failed"

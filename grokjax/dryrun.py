@@ -29,6 +29,7 @@ from grokjax import checkpoint, ckpt_schedule, memory, runio, sharding, sweep
 from grokjax.analysis import phase_steps
 from grokjax.config import RUN_AXES, SweepConfig
 from grokjax.plan import Plan
+from grokjax.slt import autostep
 
 CALIBRATION_STEPS = 3
 # two short chains: their time difference is the cost of the draws (both calls compile,
@@ -126,7 +127,8 @@ def calibrate_lenses(cfg: SweepConfig, plan: Plan, folder: pathlib.Path) -> dict
   for draws in LLC_DRAWS:
     t0 = time.perf_counter()
     slt.llc_over_training(
-        run_folder, key=jax.random.key(0), sampler=plan.llc_sampler, step_size=plan.llc_step_size,
+        run_folder, key=jax.random.key(0), sampler=plan.llc_sampler,
+        step_size=plan.llc_step_size or max(plan.llc_step_grid or autostep.DEFAULT_GRID),
         localization=plan.llc_localization, num_chains=plan.llc_chains, num_draws=draws,
         num_burnin=0, batch_size=plan.llc_batch, runs=[0], steps=[0], log=lambda s: None)
     times.append(time.perf_counter() - t0)
@@ -148,7 +150,12 @@ def lens_estimates(cfg: SweepConfig, plan: Plan, lens: dict, n_saved: int) -> li
   llc_runs = n if plan.llc_all_seeds else n // len(cfg.seeds)
   # "phases": at most one checkpoint per label a run, known only once it has trained
   llc_points = plan.llc_points if plan.llc_steps == "log" else len(phase_steps.LABELS)
+  # the automatic step size adds its pilot chains, in the estimate's draws
   draws = plan.llc_draws
+  pilot = "" if plan.llc_step_size is not None else " (+ pilots)"
+  if plan.llc_step_size is None:
+    draws += autostep.pilot_draws(len(plan.llc_step_grid or autostep.DEFAULT_GRID),
+                                  plan.llc_chains)
   grid = plan.invariance_grid ** 2 * len(plan.invariance_samplers)
   inv_draw = lens["llc_draw"] * plan.invariance_chains / plan.llc_chains
   return [
@@ -160,7 +167,7 @@ def lens_estimates(cfg: SweepConfig, plan: Plan, lens: dict, n_saved: int) -> li
        f"timed one checkpoint with its compile ({lens['causal_first']:.1f} s) x "
        f"{plan.causal_points} steps x {n} runs: an upper bound"),
       ("llc", lens["compile_llc"] + llc_runs * llc_points * draws * lens["llc_draw"],
-       f"timed: {llc_points} steps x {llc_runs} runs x {draws} draws x "
+       f"timed: {llc_points} steps x {llc_runs} runs x {draws:.0f} draws{pilot} x "
        f"{lens['llc_draw']:.3f} s"),
       ("invariance", lens["compile_llc"] * len(plan.invariance_samplers)
        + grid * plan.invariance_draws * inv_draw,

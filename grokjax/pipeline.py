@@ -219,7 +219,7 @@ def stage_llc(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str:
   import jax
 
   from grokjax.analysis.phase_steps import phase_cell
-  from grokjax.slt import apply
+  from grokjax.slt import apply, autostep
 
   cfg = folder.cfg
   runs = [i for i in folder.check_runs(runs)
@@ -228,21 +228,26 @@ def stage_llc(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str:
     return "skipped (the runs it measures diverged)"
   chosen = llc_steps(folder, plan, runs)
   steps = {r: sorted(chosen[r]) for r in runs}
+  grid = plan.llc_step_grid or autostep.DEFAULT_GRID
+  step = (dict(step_size=plan.llc_step_size) if plan.llc_step_size is not None else
+          dict(step_rule="auto", step_grid=apply.grid_label(grid)))
   if _steps_done(folder, "llc", runs, steps, write, columns=("phase",),
                  sampler=plan.llc_sampler, num_draws=plan.llc_draws,
-                 num_chains=plan.llc_chains, step_size=plan.llc_step_size) and \
+                 num_chains=plan.llc_chains, **step) and \
       _same_phases(folder.table("llc"), chosen):
     return "reused"
   rows = apply.llc_over_training(
       folder, key=jax.random.key(plan.seed), sampler=plan.llc_sampler,
-      step_size=plan.llc_step_size, localization=plan.llc_localization,
+      step_size=plan.llc_step_size, step_grid=grid, localization=plan.llc_localization,
       num_chains=plan.llc_chains, num_draws=plan.llc_draws, num_burnin=plan.llc_burnin,
       batch_size=plan.llc_batch, runs=runs, steps=steps, log=write)
   runio.write_csv(folder.file("llc.csv"),
                   [{**row, "phase": phase_cell(chosen[row["run"]][row["step"]])}
                    for row in rows])
   n = sum(len(s) for s in steps.values())
-  return f"done ({plan.llc_steps} steps: {n} checkpoints of {len(runs)} runs)"
+  auto = "" if plan.llc_step_size is not None else (
+      f"; ε chosen per checkpoint, {sum(not r['autostep_ok'] for r in rows)} with no accepting ε")
+  return f"done ({plan.llc_steps} steps: {n} checkpoints of {len(runs)} runs{auto})"
 
 
 def invariance_run(cfg: SweepConfig, runs=None) -> int:

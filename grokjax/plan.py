@@ -41,8 +41,12 @@ class Plan:
   llc_steps: str = "log"
   llc_points: int = 8  # checkpoints for the LLC trajectory ("log")
   llc_sampler: str = "sgld"
-  # calibrated on the paper model (BUILD_NOTES, SLT): ε = 1e-4, γ = 100 saturates there
-  llc_step_size: float = 4e-6
+  # a number fixes ε for every checkpoint; None: each checkpoint's ε is the largest of
+  # `llc_step_grid` whose pilot chains accept (grokjax.slt.autostep; None grid: its
+  # DEFAULT_GRID). The presets keep 4e-6: on the paper model no ε is both accepted and
+  # stationary within their draws, and the pilots add 40-160 % (BUILD_NOTES, SLT)
+  llc_step_size: float | None = 4e-6
+  llc_step_grid: tuple[float, ...] | None = None
   llc_localization: float = 1e4
   llc_chains: int = 4
   llc_draws: int = 200

@@ -55,3 +55,25 @@ def test_an_old_plan_without_llc_steps_reads_as_log_steps():
   assert plan_lib.from_dict(old).llc_steps == "log"  # what such a folder measured
   assert PLANS["demo"].llc_steps == PLANS["cpu-quick"].llc_steps == "phases"
   assert PLANS["demo"].llc_all_seeds and PLANS["cpu-quick"].llc_all_seeds
+
+
+def test_an_automatic_plan_chooses_each_checkpoints_step_and_reuses_only_its_own(tiny_run_dir,
+                                                                                 tmp_path):
+  import shutil
+
+  run_dir = tmp_path / "run"
+  shutil.copytree(tiny_run_dir, run_dir)
+  folder = runio.RunFolder.open(run_dir)
+  grid = (1e-5, 1e-4, 1e-3)
+  auto = dataclasses.replace(PLANS["tiny"], llc_step_size=None, llc_step_grid=grid,
+                             llc_points=2, llc_all_seeds=False)
+  status = pipe.stage_llc(folder, auto, lambda s: None, runs=[0])
+  assert status.startswith("done") and "ε chosen per checkpoint" in status
+  t = folder.table("llc")
+  assert set(t["step_rule"].astype(str)) == {"auto"} and set(t["step_size"]) <= set(grid)
+  assert pipe.stage_llc(folder, auto, lambda s: None, runs=[0]) == "reused"
+  other = dataclasses.replace(auto, llc_step_grid=(1e-5, 1e-4))
+  assert pipe.stage_llc(folder, other, lambda s: None, runs=[0]).startswith("done")
+  fixed = dataclasses.replace(auto, llc_step_size=1e-4)
+  assert pipe.stage_llc(folder, fixed, lambda s: None, runs=[0]).startswith("done")
+  assert set(folder.table("llc")["step_rule"].astype(str)) == {"fixed"}

@@ -120,3 +120,15 @@ def memorised_vs_late(llc: dict, metrics: dict, failed=None) -> list[dict]:
                  "resolved": bool(later) and all(val["memorised"] - val[l] > gap[l]
                                                  for l in later)})
   return rows
+
+
+def step_size_text(llc: dict) -> str:
+  """The step size of an llc.csv in words: 'ε=4e-06', or for the automatic rule the range
+  used, the grid and how many checkpoints had no accepting ε (tables before the rule have
+  no step_rule column and one fixed ε)."""
+  eps = np.asarray(llc["step_size"], float)
+  if "step_rule" not in llc or not np.any(np.asarray(llc["step_rule"]).astype(str) == "auto"):
+    return f"ε={eps[0]:g}"
+  none = int(np.sum(~np.asarray(llc["autostep_ok"]).astype(bool)))
+  return (f"ε per checkpoint {eps.min():g}–{eps.max():g} (the largest accepting of "
+          f"{str(llc['step_grid'][0]).replace(';', ', ')}; {none} with none accepting)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from grokjax import analysis
+from grokjax.analysis import llc_phases
 from grokjax.figures import measures, style
 from grokjax.figures.style import plt
 
@@ -51,7 +52,8 @@ def llc_over_training(llc: dict, metrics: dict | None, stem, *,
   if failed is not None:
     llc = {**llc, "diag_failed": failed.astype(np.float64)}
   g = lambda k: llc[k][0]
-  title = (f"LLC, sampler {g('sampler')}, ε={g('step_size'):g}, γ={g('localization'):g}, "
+  title = (f"LLC, sampler {g('sampler')}, {llc_phases.step_size_text(llc)}, "
+           f"γ={g('localization'):g}, "
            f"nβ={g('nbeta'):.4g}")
   return measures.trajectories([(llc, "llc_mean", "LLC λ̂ (mean ± std over chains)")], metrics,
                                stem, gen_steps=gen_steps, title=title,

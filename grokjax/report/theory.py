@@ -58,7 +58,7 @@ def section_llc(ctx: Ctx) -> None:
     ctx.fig(paths, ctx.cap(
         "LLC estimate λ̂ = nβ (E[L_m(w)] - L_n(w*)) at checkpoints against step, beside test "
         "accuracy, on each run's training split.",
-        f"sampler {g('sampler')}, step size {g('step_size'):g}, "
+        f"sampler {g('sampler')}, {llc_phases.step_size_text(llc)}, "
         f"localisation {g('localization'):g}, "
         f"nβ {g('nbeta'):.4g}, {g('num_chains')} chains x {g('num_draws')} draws "
         f"({g('num_burnin')} burn-in), batch {g('batch_size')}; "

@@ -37,7 +37,7 @@ from grokjax import runio
 from grokjax.config import SweepConfig
 from grokjax.errors import ConfigError
 from grokjax.model import Transformer
-from grokjax.slt import invariance
+from grokjax.slt import autostep, invariance
 from grokjax.slt import llc as llc_lib
 from grokjax.train import answer_loss, run_data
 
@@ -101,11 +101,14 @@ def diag_fields(out: dict[str, np.ndarray], j: int) -> dict:
              for k in ("slope_z", "rhat", "accept", "below_init")}}
 
 
-def _map_impl(loss_fn, params_S, data, key, step_size, nbeta, localization, chance_loss, *,
-              spec, batch):
+def _map_impl(loss_fn, params_S, data, key, step_size, grid, nbeta, localization, chance_loss,
+              *, spec, batch):
   def one(params):
-    return llc_lib.sample_llc(loss_fn, params, data, key=key, spec=spec, step_size=step_size,
-                              nbeta=nbeta, localization=localization, chance_loss=chance_loss)
+    kw = dict(key=key, spec=spec, nbeta=nbeta, localization=localization,
+              chance_loss=chance_loss)
+    if grid is None:
+      return llc_lib.sample_llc(loss_fn, params, data, step_size=step_size, **kw)
+    return autostep.auto_llc(loss_fn, params, data, step_sizes=grid, **kw)
   return jax.lax.map(one, params_S, batch_size=batch)
 
 
@@ -114,19 +117,24 @@ _map = jax.jit(_map_impl, static_argnames=("loss_fn", "spec", "batch"))
 
 def llc_at_checkpoints(loss_fn, params_S, data, *, key, spec: llc_lib.ChainSpec, step_size,
                        nbeta, localization, checkpoint_batch: int = 1,
-                       chance_loss: float = np.nan) -> dict[str, np.ndarray]:
+                       chance_loss: float = np.nan, step_grid=None) -> dict[str, np.ndarray]:
   """sample_llc at each of S stacked checkpoints (leading axis), in one program.
 
-  `chance_loss` (ln p) enables the saturation diagnostic; NaN leaves it unchecked.
+  `step_size` None: each checkpoint's ε is chosen from `step_grid` (ascending) by
+  `grokjax.slt.autostep`. `chance_loss` (ln p) enables the saturation diagnostic; NaN
+  leaves it unchecked.
   """
-  out = _map(loss_fn, params_S, data, key, jnp.float32(step_size), jnp.float32(nbeta),
+  grid = None if step_size is not None else jnp.asarray(step_grid, jnp.float32)
+  eps = jnp.float32(np.nan if step_size is None else step_size)
+  out = _map(loss_fn, params_S, data, key, eps, grid, jnp.float32(nbeta),
              jnp.float32(localization), jnp.float32(chance_loss), spec=spec,
              batch=max(1, int(checkpoint_batch)))
   return {k: np.asarray(v) for k, v in out.items()}
 
 
 def llc_over_training(folder: runio.RunFolder, *, key: jax.Array, sampler="sgld",
-                      step_size: float, localization: float, nbeta=None, num_chains: int = 4,
+                      step_size: float | None, localization: float, nbeta=None,
+                      step_grid=autostep.DEFAULT_GRID, num_chains: int = 4,
                       num_draws: int = 200, num_burnin: int = 0, batch_size: int | None = 512,
                       runs: Sequence[int] | None = None,
                       steps: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
@@ -135,9 +143,12 @@ def llc_over_training(folder: runio.RunFolder, *, key: jax.Array, sampler="sgld"
   """Tidy rows (run fields, step, settings, llc_mean, llc_std, ..., diag_*) for llc.csv.
 
   `steps`: the steps of every run, or {run: its own steps} (`runs` None: the mapping's
-  runs). Every row carries the in-program diagnostics (`diag_fields`, chance loss ln p).
+  runs). `step_size` None: ε per checkpoint from `step_grid` (`grokjax.slt.autostep`);
+  the row's step_size is the ε used and `step_rule` says "auto" or "fixed". Every row
+  carries the in-program diagnostics (`diag_fields`, chance loss ln p).
   """
   cfg = folder.cfg
+  grid = None if step_size is not None else autostep.check_grid(step_grid, sampler)
   per_run = _steps_per_run(folder, runs, steps, every)
   loss_fn = make_loss_fn(cfg)
   stacks = _stacked_params(folder, per_run)
@@ -150,16 +161,19 @@ def llc_over_training(folder: runio.RunFolder, *, key: jax.Array, sampler="sgld"
                              num_burnin=num_burnin, batch_size=bs, n=n,
                              sampler_kwargs=sampler_kwargs, eval_chunk=cfg.eval_chunk)
     nb = llc_lib.resolve_nbeta(nbeta, num_examples=n, batch_size=bs)
-    llc_lib.check_hyper(step_size=step_size, localization=localization, nbeta=nb)
-    log(f"llc: run {r} ({cfg.runs[r].label}), {len(chosen)} checkpoints, sampler {sampler}")
+    llc_lib.check_hyper(step_size=grid[0] if grid is not None else step_size,
+                        localization=localization, nbeta=nb)
+    log(f"llc: run {r} ({cfg.runs[r].label}), {len(chosen)} checkpoints, sampler {sampler}"
+        + ("" if grid is None else f", ε per checkpoint from {len(grid)} step sizes"))
     out = llc_at_checkpoints(loss_fn, stacks[r], data, key=jax.random.fold_in(key, r),
                              spec=spec, step_size=step_size, nbeta=nb,
                              localization=localization, checkpoint_batch=checkpoint_batch,
-                             chance_loss=float(np.log(cfg.p)))
+                             chance_loss=float(np.log(cfg.p)), step_grid=grid)
     for j, step in enumerate(chosen):
       llc_mean, init_loss = float(out["llc/mean"][j]), float(out["loss/init"][j])
       rows.append({**runio.run_fields(r, cfg.runs[r]), "step": step, "sampler": str(sampler),
-                   "step_size": step_size, "localization": localization, "nbeta": nb,
+                   **_step_fields(out, j, step_size, grid), "localization": localization,
+                   "nbeta": nb,
                    "num_chains": num_chains, "num_draws": num_draws, "num_burnin": num_burnin,
                    "batch_size": bs if bs is not None else n,
                    "llc_mean": llc_mean, "llc_std": float(out["llc/std"][j]),
@@ -167,6 +181,24 @@ def llc_over_training(folder: runio.RunFolder, *, key: jax.Array, sampler="sgld"
                    "diverged": int(out["diverged/count"][j]),
                    **saturation_fields(llc_mean, init_loss, nb, cfg.p), **diag_fields(out, j)})
   return rows
+
+
+def _step_fields(out, j: int, step_size, grid) -> dict:
+  """The step-size columns of an llc.csv row: ε used, the rule, and for "auto" whether
+  some ε of the grid passed its pilot, the pilot's acceptance at the ε used, the grid."""
+  if grid is None:
+    return {"step_size": step_size, "step_rule": "fixed", "autostep_ok": True,
+            "autostep_accept": np.nan, "step_grid": ""}
+  index = int(out["autostep/index"][j])
+  return {"step_size": float(grid[index]), "step_rule": "auto",
+          "autostep_ok": bool(out["autostep/ok"][j]),
+          "autostep_accept": float(out["autostep/accept"][j][index]),
+          "step_grid": grid_label(grid)}
+
+
+def grid_label(grid) -> str:
+  """The step-size grid as llc.csv's step_grid column writes it ('2.5e-07;5e-07;...')."""
+  return ";".join(f"{float(v):.3g}" for v in grid)
 
 
 def _steps_per_run(folder: runio.RunFolder, runs, steps, every) -> dict[int, list[int]]:
