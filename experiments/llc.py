@@ -124,7 +124,8 @@ def main(argv):
                 folder.file("metrics.csv"))
   rows = apply.llc_over_training(
       folder, key=jax.random.key(_SEED.value), step_size=_STEP_SIZE.value,
-      step_grid=floats(_STEP_GRID.value, "step_grid"), localization=_LOCALIZATION.value, batch_size=_BATCH.value, runs=runs,
+      step_grid=floats(_STEP_GRID.value, "step_grid"), localization=_LOCALIZATION.value,
+      batch_size=_BATCH.value, runs=runs,
       steps=parse_ints(_STEPS.value, "steps") if _STEPS.value else None, every=_EVERY.value,
       checkpoint_batch=_CKPT_BATCH.value, **sampler_settings())
   runio.write_csv(run_dir / "llc.csv", rows)

@@ -150,12 +150,11 @@ def lens_estimates(cfg: SweepConfig, plan: Plan, lens: dict, n_saved: int) -> li
   llc_runs = n if plan.llc_all_seeds else n // len(cfg.seeds)
   # "phases": at most one checkpoint per label a run, known only once it has trained
   llc_points = plan.llc_points if plan.llc_steps == "log" else len(phase_steps.LABELS)
-  # the automatic step size adds its pilot chains, in the estimate's draws
-  draws = plan.llc_draws
-  pilot = "" if plan.llc_step_size is not None else " (+ pilots)"
-  if plan.llc_step_size is None:
+  draws, pilot = plan.llc_draws, ""
+  if plan.llc_step_size is None:  # the automatic step size's pilots, in the estimate's draws
     draws += autostep.pilot_draws(len(plan.llc_step_grid or autostep.DEFAULT_GRID),
                                   plan.llc_chains)
+    pilot = " (+ pilots)"
   grid = plan.invariance_grid ** 2 * len(plan.invariance_samplers)
   inv_draw = lens["llc_draw"] * plan.invariance_chains / plan.llc_chains
   return [
