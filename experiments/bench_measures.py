@@ -30,9 +30,10 @@ import time
 import warnings
 
 import jax
+import numpy as np
 from absl import app, flags
 
-from grokjax import runio
+from grokjax import runio, train
 from grokjax.cli import run_main
 from grokjax.config import SweepConfig
 from grokjax.measures import apply, complexity
@@ -59,13 +60,15 @@ def timed(fn, repeats: int) -> tuple[float, float]:
   return first, statistics.median(runs)
 
 
-def sweep_params(cfg: SweepConfig) -> dict[str, dict]:
-  """Stacked initial parameters of each op's runs."""
+def sweep_params(cfg: SweepConfig) -> dict[str, tuple[dict, np.ndarray]]:
+  """(stacked initial parameters, train masks) of each op's runs."""
   init = jax.jit(jax.vmap(lambda k: init_params(cfg.model_config, k)))
   out = {}
   for op in cfg.ops:
-    n = sum(s.op == op for s in cfg.runs)
-    out[op] = jax.device_get(init(jax.random.split(jax.random.key(len(out)), n)))
+    specs = [s for s in cfg.runs if s.op == op]
+    masks = np.stack([np.asarray(train.run_data(cfg, s).is_train) for s in specs])
+    out[op] = (jax.device_get(init(jax.random.split(jax.random.key(len(out)), len(specs)))),
+               masks)
   return out
 
 
@@ -74,12 +77,13 @@ def bench_lenses(cfg, params, repeats, n_examples) -> list[tuple[str, float, flo
   cases = [("spectral", ("spectral",), {}), ("fourier (with Occam gate)", ("fourier",), {}),
            ("geometry, Hutchinson GC (8 probes)", ("geometry",), {}),
            ("geometry, exact GC", ("geometry",), {"gc_method": "exact"}),
+           ("progress (restricted / excluded loss)", ("progress",), {}),
            ("quantisation for BDM", ("bdm",), {}),
            ("all jittable (measure's defaults)", apply.LENSES, {})]
   for name, lenses, extra in cases:
     opts = apply.MeasureOptions(lenses=lenses, n_examples=n_examples, **extra)
     fns = {op: apply.lens_fn(cfg, op, frozenset(lenses), opts) for op in cfg.ops}
-    first, steady = timed(lambda: [fns[op](params[op]) for op in cfg.ops], repeats)
+    first, steady = timed(lambda: [fns[op](*params[op]) for op in cfg.ops], repeats)
     rows.append((name, first, steady))
     print(f"{name}: first {first:.2f} s, then {steady:.3f} s per checkpoint", flush=True)
   return rows
@@ -146,7 +150,7 @@ def main(argv):
   cfg = dataclasses.replace(SweepConfig(), model=_MODEL.value)
   params = sweep_params(cfg)
   lens_rows = bench_lenses(cfg, params, _REPEATS.value, _N_EXAMPLES.value)
-  bdm_rows = bench_bdm(params[cfg.ops[0]], _REPEATS.value)
+  bdm_rows = bench_bdm(params[cfg.ops[0]][0], _REPEATS.value)
   body = table(cfg, lens_rows, bdm_rows)
   print(body)
   write_section(pathlib.Path(_NOTES.value), body)

@@ -11,7 +11,9 @@ output-projection bias.
 The model returns the logits at the answer (last) position only, since the loss
 reads nothing else. With `prune=True` (the default) the last block computes its
 queries, MLP, final norm and unembedding at that position alone, which is exact and
-saves about a third of the work.
+saves about a third of the work. `shared_prefix_logits` runs a grid of sequences whose
+first tokens depend on one axis alone (the task table [x, op | y, =]) with that prefix
+computed once, the continuations attending to its keys and values (`prefix`).
 
 Activation sites (returned with `return_sites=True`) use TransformerLens-style
 names: `blocks.{l}.resid_pre`, `blocks.{l}.attn.pattern` [B, H, Q, T],
@@ -44,6 +46,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from grokjax.config import ModelConfig
 
@@ -103,7 +106,9 @@ class Attention(nn.Module):
   cfg: ModelConfig
 
   @nn.compact
-  def __call__(self, x_BxTxD, n_query: int, iv: Intervention, with_sites: bool):
+  def __call__(self, x_BxTxD, n_query: int, iv: Intervention, with_sites: bool,
+               prefix: tuple[Array, Array] | None = None):
+    """prefix: (keys, values) [B, P, H, E] of P earlier positions the T ones attend to."""
     cfg, init = self.cfg, _inits(self.cfg)
     dt = jnp.dtype(cfg.dtype)
     proj = functools.partial(
@@ -113,15 +118,19 @@ class Attention(nn.Module):
     q_BxQxHxE = proj(name="query")(x_BxTxD[:, T - n_query:])
     k_BxTxHxE = proj(name="key")(x_BxTxD)
     v_BxTxHxE = proj(name="value")(x_BxTxD)
+    sites = {"attn.k": k_BxTxHxE, "attn.v": v_BxTxHxE} if with_sites else {}
+    if prefix is not None:
+      k_BxTxHxE, v_BxTxHxE = (jnp.concatenate([a.astype(dt), b], axis=1)
+                              for a, b in zip(prefix, (k_BxTxHxE, v_BxTxHxE)))
+    P = k_BxTxHxE.shape[1] - T
     scores = jnp.einsum("bqhe,bthe->bhqt", q_BxQxHxE, k_BxTxHxE) / math.sqrt(cfg.d_head)
-    causal_QxT = jnp.arange(T - n_query, T)[:, None] >= jnp.arange(T)[None, :]
+    causal_QxT = jnp.arange(P + T - n_query, P + T)[:, None] >= jnp.arange(P + T)[None, :]
     scores = jnp.where(causal_QxT, scores.astype(jnp.float32), -jnp.inf)
     pattern_BxHxQxT = jax.nn.softmax(scores, axis=-1).astype(dt)
     z_BxQxHxE = jnp.einsum("bhqt,bthe->bqhe", pattern_BxHxQxT, v_BxTxHxE)
     w_o = self.param("out_kernel", init.out_kernel, (cfg.n_heads, cfg.d_head, cfg.d_model))
     b_o = self.param("out_bias", nn.initializers.zeros, (cfg.d_model,))
     w_o = w_o.astype(dt)
-    sites = {}
     if iv.scale is None and iv.add is None and not with_sites:
       out = jnp.einsum("bqhe,hed->bqd", z_BxQxHxE, w_o)
     else:
@@ -131,7 +140,7 @@ class Attention(nn.Module):
       if iv.add is not None:
         result_BxQxHxD = result_BxQxHxD + iv.add.astype(dt)
       out = result_BxQxHxD.sum(axis=2)
-      sites = {"attn.pattern": pattern_BxHxQxT, "attn.result": result_BxQxHxD}
+      sites = {**sites, "attn.pattern": pattern_BxHxQxT, "attn.result": result_BxQxHxD}
     return out + b_o.astype(dt), sites
 
 
@@ -139,13 +148,15 @@ class Block(nn.Module):
   cfg: ModelConfig
 
   @nn.compact
-  def __call__(self, x_BxTxD, n_query: int, iv: Intervention, with_sites: bool):
-    """n_query: T for every block but a pruned last one, which computes 1 position."""
+  def __call__(self, x_BxTxD, n_query: int, iv: Intervention, with_sites: bool,
+               prefix: tuple[Array, Array] | None = None):
+    """n_query: T for every block but a pruned last one, which computes 1 position;
+    prefix: the attention's (keys, values) of earlier positions, see `Attention`."""
     cfg, init = self.cfg, _inits(self.cfg)
     dt = jnp.dtype(cfg.dtype)
     ln = functools.partial(nn.LayerNorm, epsilon=cfg.ln_eps, dtype=dt)
     attn_out, sites = Attention(cfg, name="attn")(ln(name="ln1")(x_BxTxD), n_query, iv,
-                                                 with_sites)
+                                                 with_sites, prefix)
     x_BxQxD = x_BxTxD[:, x_BxTxD.shape[1] - n_query:] + attn_out
     h = ln(name="ln2")(x_BxQxD)
     h = nn.Dense(cfg.d_mlp, dtype=dt, kernel_init=init.fc_in[0], bias_init=init.fc_in[1],
@@ -176,9 +187,9 @@ class Transformer(nn.Module):
     self.unembed = nn.Dense(cfg.vocab_size, use_bias=False, dtype=jnp.dtype(cfg.dtype),
                             kernel_init=init.unembed)
 
-  def embed(self, tokens_BxT: Array) -> Array:
-    """Token plus position embeddings: the input the blocks read, [B, T, D]."""
-    return self.tok_embed(tokens_BxT) + self.pos_embed[: tokens_BxT.shape[1]]
+  def embed(self, tokens_BxT: Array, start: int = 0) -> Array:
+    """Token plus position embeddings of positions start.., the input the blocks read."""
+    return self.tok_embed(tokens_BxT) + self.pos_embed[start:start + tokens_BxT.shape[1]]
 
   def __call__(self, tokens_BxT, *, intervention: Intervention | None = None,
                return_sites: bool = False, prune: bool = True):
@@ -186,8 +197,13 @@ class Transformer(nn.Module):
                                 return_sites=return_sites, prune=prune)
 
   def from_embeddings(self, x_BxTxD, *, intervention: Intervention | None = None,
-                      return_sites: bool = False, prune: bool = True):
-    """The forward pass after the embedding lookup (for gradients w.r.t. the input)."""
+                      return_sites: bool = False, prune: bool = True,
+                      prefix: list[tuple[Array, Array]] | None = None):
+    """The forward pass after the embedding lookup (for gradients w.r.t. the input).
+
+    prefix: per block, the attention's (keys, values) [B, P, H, E] of P positions before
+    these (the `attn.k` / `attn.v` sites of a forward pass over them; the embeddings
+    must then start at position P)."""
     iv = intervention if intervention is not None else Intervention()
     x = x_BxTxD.astype(jnp.dtype(self.cfg.dtype))
     sites = {"embed": x}
@@ -195,13 +211,37 @@ class Transformer(nn.Module):
     for l in range(L):
       last_only = prune and l == L - 1
       n_query = 1 if last_only else x.shape[1]
-      x, s = self.blocks[l](x, n_query, iv.layer(l, last_only), return_sites)
+      x, s = self.blocks[l](x, n_query, iv.layer(l, last_only), return_sites,
+                            None if prefix is None else prefix[l])
       sites.update({f"blocks.{l}.{k}": v for k, v in s.items()})
     x = self.ln_f(x[:, -1])
     logits_BxV = self.unembed(x).astype(jnp.float32)
     if return_sites:
       return logits_BxV, {**sites, "ln_final.out": x}
     return logits_BxV
+
+
+def shared_prefix_logits(cfg: ModelConfig, params, tokens_AxBxT: Array) -> Array:
+  """Answer-position logits [A, B, vocab] of the sequences tokens[a, b], whose first P
+  tokens depend on a alone (P >= 1; checked): the blocks run once over each a's prefix
+  and the B continuations attend to its keys and values: the prefix positions are computed
+  A times instead of A * B times (on the task grid [x, op | y, =], half the first block's
+  work). Equals the plain forward pass up to float rounding.
+
+  `tokens_AxBxT` must be concrete (P is read from it): the task grids of the lenses."""
+  tokens = np.asarray(tokens_AxBxT)
+  same = np.all(tokens == tokens[:, :1], axis=1).all(axis=0)  # [T]: constant over b
+  P = int(np.argmin(same)) if not same.all() else tokens.shape[2] - 1
+  if P < 1:
+    raise ValueError("the sequences share no prefix over their second axis")
+  A, B, T = tokens.shape
+  model, v = Transformer(cfg), {"params": params}
+  _, sites = model.apply(v, jnp.asarray(tokens[:, 0, :P]), return_sites=True, prune=False)
+  kv = [tuple(jnp.repeat(sites[f"blocks.{l}.attn.{n}"], B, axis=0) for n in "kv")
+        for l in range(cfg.n_layers)]
+  x = model.apply(v, jnp.asarray(tokens[:, :, P:].reshape(A * B, T - P)), P, method=model.embed)
+  logits = model.apply(v, x, method=model.from_embeddings, prefix=kv)
+  return logits.reshape(A, B, -1)
 
 
 def init_params(cfg: ModelConfig, key: Array) -> dict:

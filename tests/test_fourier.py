@@ -115,6 +115,19 @@ def test_occam_pools_class_tables():
   assert float(fourier.occam_gate(noise, op="add")["occam/diag_fraction"]) < 0.3
 
 
+@pytest.mark.parametrize("op,shape", [("add", (P, P)), ("sub", (P, P, 3)), ("div", (P, P))])
+def test_occam_fractions_equal_the_fft_power_map(op, shape):
+  """The closed forms against the bins of the [n, n] 2-D DFT power map itself."""
+  m = fourier.occam_gate(jnp.asarray(np.random.default_rng(7).normal(size=shape)), op=op)
+  power = np.asarray(m["occam/power"], np.float64)
+  n, sign = power.shape[0], fourier.GROUP_OPS[op][1]
+  kx, ky = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+  diag = (kx - sign * ky) % n == 0
+  axes = ((kx == 0) | (ky == 0)) & ~((kx == 0) & (ky == 0))
+  np.testing.assert_allclose(m["occam/diag_fraction"], power[diag].sum() / power.sum(), rtol=1e-4)
+  np.testing.assert_allclose(m["occam/axis_fraction"], power[axes].sum() / power.sum(), rtol=1e-4)
+
+
 def test_occam_wrong_family_or_basis_is_low():
   f = np.random.default_rng(4).normal(size=P)
   assert float(fourier.occam_gate(_table("add", f), op="sub")["occam/diag_fraction"]) < 0.3

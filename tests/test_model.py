@@ -8,7 +8,8 @@ import pytest
 
 from grokjax import tasks
 from grokjax.config import MODEL_PRESETS
-from grokjax.model import Intervention, Transformer, init_params, weight_matrices
+from grokjax.model import (Intervention, Transformer, init_params, shared_prefix_logits,
+                           weight_matrices)
 
 CFG = dataclasses.replace(MODEL_PRESETS["tiny"], vocab_size=13)
 
@@ -51,6 +52,25 @@ def test_pruned_forward_equals_full_forward(setup):
   full = model.apply({"params": params}, tokens, prune=False)
   pruned = model.apply({"params": params}, tokens)
   np.testing.assert_allclose(pruned, full, atol=1e-5)
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_shared_prefix_forward_equals_the_plain_one(setup, remat):
+  """The task grid [x, op | y, =] with the prefix computed once per x, and a grid whose
+  sequences share three tokens."""
+  _, params, _ = setup
+  cfg = dataclasses.replace(CFG, remat=remat)
+  x, y = np.meshgrid(np.arange(11), np.arange(11), indexing="ij")
+  grid = tasks.encode(x, y, 11)
+  three = grid.copy()
+  three[:, :, 2] = x  # [x, op, x | =]: the continuation is one token
+  for tokens in (grid, three):
+    plain = Transformer(cfg).apply({"params": params}, jnp.asarray(tokens.reshape(-1, 4)))
+    fast = jax.jit(lambda q: shared_prefix_logits(cfg, q, tokens))(params)
+    assert fast.shape == (11, 11, 13)
+    np.testing.assert_allclose(fast.reshape(-1, 13), plain, atol=2e-6)
+  with pytest.raises(ValueError, match="share no prefix"):
+    shared_prefix_logits(cfg, params, grid.transpose(1, 0, 2))  # first token varies with b
 
 
 def test_remat_and_sites_leave_logits_unchanged(setup):

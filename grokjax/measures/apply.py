@@ -180,10 +180,14 @@ def lens_fn(cfg: SweepConfig, op: str, lenses: frozenset, opts: MeasureOptions):
   def one(args):
     params, train_mask = args
     out = {}
+    # the Occam gate and the progress losses read the same logit tables: one forward pass
+    tables = (fourier.logit_tables(mc, params, p=cfg.p, op=op, y0=opts.y0)
+              if {"fourier", "progress"} <= lenses and op in fourier.GROUP_OPS else None)
     if "spectral" in lenses:
       out["spectral"] = spectral.spectral_measures(params)
     if "fourier" in lenses:
-      out["fourier"] = fourier.fourier_measures(mc, params, p=cfg.p, op=op, y0=opts.y0)
+      out["fourier"] = fourier.fourier_measures(mc, params, p=cfg.p, op=op, y0=opts.y0,
+                                                tables=tables)
     if "geometry" in lenses:
       out["geometry"] = geometry.geometry_measures(mc, params, tokens, targets,
                                                    method=opts.gc_method,
@@ -191,7 +195,8 @@ def lens_fn(cfg: SweepConfig, op: str, lenses: frozenset, opts: MeasureOptions):
     if "progress" in lenses:
       out["progress"] = progress.progress_measures(mc, params, p=cfg.p, op=op,
                                                    train_mask=train_mask, n_key=opts.n_key,
-                                                   y0=opts.y0)
+                                                   y0=opts.y0,
+                                                   classes=None if tables is None else tables[1])
     scalars = {l: {k: v.astype(jnp.float32) for k, v in d.items() if v.ndim == 0}
                for l, d in out.items()}
     codes = (complexity.quantise_tree(params, levels=opts.levels, method=opts.quantise)

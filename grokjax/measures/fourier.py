@@ -71,7 +71,7 @@ import numpy as np
 from grokjax import tasks
 from grokjax.config import ModelConfig
 from grokjax.errors import ConfigError
-from grokjax.model import Transformer, weight_matrices
+from grokjax.model import shared_prefix_logits, weight_matrices
 
 Array = jax.Array
 BASES = ("auto", "natural", "dlog")
@@ -177,15 +177,14 @@ def cyclic_structure(rows_NxD: Array, *, n_planes: int = 2, prefix: str = "fouri
 
 def logit_tables(cfg: ModelConfig, params, *, p: int, op: str, y0: str = "model"):
   """([p, p] logit of the correct answer, [p, p, p] logit of each number class c) over
-  all x, y in Z_p, from one forward pass (y = 0: see y0 above)."""
+  all x, y in Z_p, from one forward pass (y = 0: see y0 above). The prefix [x, op] is
+  computed once per x (`model.shared_prefix_logits`)."""
   if y0 not in ("model", "mean"):
     raise ConfigError(f"unknown y0 {y0!r}; valid: model, mean")
   x, y = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-  answers = jnp.asarray(tasks.apply_op(op, x, y, p).reshape(-1))
-  tokens = jnp.asarray(tasks.encode(x, y, p).reshape(-1, 4))
-  logits = Transformer(cfg).apply({"params": params}, tokens)[:, :p]
-  table = jnp.take_along_axis(logits, answers[:, None], axis=1).reshape(p, p)
-  classes = logits.reshape(p, p, p)
+  answers = jnp.asarray(tasks.apply_op(op, x, y, p))
+  classes = shared_prefix_logits(cfg, params, tasks.encode(x, y, p))[..., :p]
+  table = jnp.take_along_axis(classes, answers[..., None], axis=-1)[..., 0]
   if y0 == "mean" or op == "div":
     table = table.at[:, 0].set(jnp.mean(table[:, 1:]))
     classes = classes.at[:, 0].set(jnp.mean(classes[:, 1:], axis=(0, 1)))
@@ -209,15 +208,18 @@ def occam_gate(table: Array, *, op: str, basis: str = "auto", prefix: str = "occ
     r = tasks.dlog_residues(table.shape[0])
     table = table[r][:, r]
   t = table - jnp.mean(table, axis=(0, 1), keepdims=True)
-  power = jnp.abs(jnp.fft.fft2(t, axes=(0, 1))) ** 2
-  power = power.reshape(*power.shape[:2], -1).sum(axis=-1)
-  n = t.shape[0]
-  kx, ky = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-  diag = (kx - sign * ky) % n == 0
-  axes = ((kx == 0) | (ky == 0)) & ~((kx == 0) & (ky == 0))
-  total = jnp.sum(power)
-  return {f"{prefix}/diag_fraction": jnp.sum(jnp.where(diag, power, 0.0)) / total,
-          f"{prefix}/axis_fraction": jnp.sum(jnp.where(axes, power, 0.0)) / total,
+  t = t.reshape(*t.shape[:2], -1)
+  n, a = t.shape[0], np.arange(t.shape[0])
+  # Parseval, without the [n, n] FFTs (the map below is computed only where it is read):
+  # the bins (k, s k) hold the 1-D DFT of the sums g[m] over a + s b = m, the bins
+  # (0, k) and (k, 0) those of the column and row sums, and (0, 0) the grand sum.
+  g = t[a[None, :], (sign * (a[:, None] - a[None, :])) % n].sum(axis=1)
+  cols, rows, f00 = t.sum(axis=0), t.sum(axis=1), t.sum(axis=(0, 1))
+  total = n * n * jnp.sum(t**2)
+  axis = n * (jnp.sum(cols**2) + jnp.sum(rows**2)) - 2 * jnp.sum(f00**2)
+  power = (jnp.abs(jnp.fft.fft2(t, axes=(0, 1))) ** 2).sum(axis=-1)
+  return {f"{prefix}/diag_fraction": n * jnp.sum(g**2) / total,
+          f"{prefix}/axis_fraction": axis / total,
           f"{prefix}/power": power}
 
 
@@ -248,8 +250,11 @@ def number_rows(params, p: int) -> tuple[Array, Array]:
 
 def fourier_measures(cfg: ModelConfig, params, *, p: int, op: str, basis: str = "auto",
                      top_k=(1, 5), n_key: int = 3, n_planes: int = 2, y0: str = "model",
-                     occam: bool = True) -> dict[str, Array]:
-  """Every Fourier, cyclic, Occam-gate and circulant measure of one parameter tree."""
+                     occam: bool = True, tables: tuple[Array, Array] | None = None
+                     ) -> dict[str, Array]:
+  """Every Fourier, cyclic, Occam-gate and circulant measure of one parameter tree.
+
+  tables: `logit_tables(cfg, params, p=p, op=op, y0=y0)` when the caller has them."""
   used = resolve_basis(op, basis)
   embed, unembed = (in_basis(r, basis=used) for r in number_rows(params, p))
   out = {"fourier/dlog_basis": jnp.float32(used == "dlog")}
@@ -259,7 +264,7 @@ def fourier_measures(cfg: ModelConfig, params, *, p: int, op: str, basis: str = 
   out.update(cyclic_structure(embed, n_planes=n_planes))
   out.update(circulant_measures(params))
   if occam and op in GROUP_OPS:
-    table, classes = logit_tables(cfg, params, p=p, op=op, y0=y0)
+    table, classes = tables or logit_tables(cfg, params, p=p, op=op, y0=y0)
     out.update(occam_gate(table, op=op, basis=used))
     out.update(occam_gate(classes, op=op, basis=used, prefix="occam/class"))
   elif occam:

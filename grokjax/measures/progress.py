@@ -124,23 +124,24 @@ def key_mask(share_K: Array, *, n_key: int | None = 3, min_share: float | None =
 
 # ---------------------------------------------------------------- restricted / excluded logits
 
-def family_bins(n: int, mask_K: Array, sign: int) -> Array:
-  """[n, n] mask of the 2-D DFT bins (k, s k) and (-k, -s k) mod n of the masked k >= 1.
-
-  They hold exactly the terms cos(2 pi k (a + s b) / n) and sin(...) of a table over
-  (a, b) in Z_n^2 (the Nyquist k = n / 2 of an even n is one bin, a cosine)."""
-  kx, ky = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-  fold = np.minimum(kx, n - kx)
-  on = ((ky - sign * kx) % n == 0) & (fold >= 1)
-  return jnp.where(on, mask_K[np.clip(fold - 1, 0, mask_K.shape[0] - 1)], 0.0)
-
-
 def split_logits(table_NxNxC: Array, mask_K: Array, *, sign: int) -> tuple[Array, Array]:
   """(restricted, excluded) logits: per class, the grid mean plus the key-frequency part of
-  the group family, and the table minus that part."""
+  the group family, and the table minus that part.
+
+  The family's 2-D DFT bins (k, s k) hold the 1-D DFT G[k] of the sums g[m] of the table
+  over the cells with a + s b = m mod n, so the key part is a function of m alone: the
+  inverse DFT of G on the key k (both k and n - k), divided by n, read at m = a + s b. That
+  costs O(n^3) against two [n, n] FFTs per class (the Nyquist k = n / 2 of an even n is
+  one bin, a cosine)."""
   n = table_NxNxC.shape[0]
-  f = jnp.fft.fft2(table_NxNxC, axes=(0, 1))
-  key = jnp.fft.ifft2(f * family_bins(n, mask_K, sign)[:, :, None], axes=(0, 1)).real
+  a = np.arange(n)
+  m = (a[:, None] + sign * a[None, :]) % n  # [a, b] -> a + s b
+  cells = (sign * (a[:, None] - a[None, :])) % n  # [m, a] -> the b with a + s b = m
+  g = table_NxNxC[a[None, :], cells].sum(axis=1)  # [m, C]
+  fold = np.minimum(a, n - a)
+  w = jnp.where(fold >= 1, mask_K[np.clip(fold - 1, 0, mask_K.shape[0] - 1)], 0.0)
+  h = jnp.fft.ifft(jnp.fft.fft(g, axis=0) * w[:, None], axis=0).real / n
+  key = h[m]
   return table_NxNxC.mean(axis=(0, 1)) + key, table_NxNxC - key
 
 
@@ -203,7 +204,8 @@ def neuron_logit_map(params, p: int) -> Array:
 def progress_measures(mc: ModelConfig, params, *, p: int, op: str, train_mask: Array,
                       n_key: int | None = 3, min_share: float | None = None,
                       source: str = "embed", basis: str = "auto", restricted_on: str = "train",
-                      y0: str = "model", freq_mask: Array | None = None) -> dict[str, Array]:
+                      y0: str = "model", freq_mask: Array | None = None,
+                      classes: Array | None = None) -> dict[str, Array]:
   """Key frequencies, restricted / excluded loss and the W_L Gini of one parameter tree.
 
   n_key (or min_share), source, basis, restricted_on and y0: see the module docstring.
@@ -212,7 +214,7 @@ def progress_measures(mc: ModelConfig, params, *, p: int, op: str, train_mask: A
   model's own key set in the losses and shares; the reported key frequencies stay the
   model's. Non-scalar entries: `progress/key_mask` [K] (the set the losses used),
   `progress/key_freqs` [n_key] (1-based, in decreasing power; top-K mode only),
-  `progress/wl_norms` [K]."""
+  `progress/wl_norms` [K]. classes: `fourier.logit_tables(...)[1]` when the caller has it."""
   if restricted_on not in SETS:  # the checks table_losses makes, before the forward pass
     raise ConfigError(f"unknown restricted_on {restricted_on!r}; valid: {', '.join(SETS)}")
   example_grids(p, op, train_mask)
@@ -237,7 +239,8 @@ def progress_measures(mc: ModelConfig, params, *, p: int, op: str, train_mask: A
     out["progress/key_freqs"] = freqs
     out.update({f"progress/key_freq_{i}": freqs[i] for i in range(n_key)})
   if op in fourier.GROUP_OPS:
-    classes = fourier.logit_tables(mc, params, p=p, op=op, y0=y0)[1]
+    if classes is None:
+      classes = fourier.logit_tables(mc, params, p=p, op=op, y0=y0)[1]
   else:  # no group family: table_losses returns NaN without reading the table
     classes = jnp.zeros((p, p, p), jnp.float32)
   out.update(table_losses(classes, p=p, op=op, train_mask=train_mask, mask_K=mask, basis=used,
