@@ -4,16 +4,19 @@
   python -m experiments.bench_llc --run_dir=runs/quick --step=4000 --run=0
   python -m experiments.bench_llc --out=bench_llc.json
 
-Times estimate_llc (SGLD, 4 chains x 200 draws, batch 512 by default) end to end
-from a cold start — compilation included, as a user meets it — then again warm, and
-one jit'd AdamW training step of the same model at the same batch size. Reports the
-seconds per draw per chain against the seconds per training step; the target on a
-2-core CPU is under 30 s in all for the cold call.
+Times one checkpoint's estimate as the LLC stage runs it (`slt.apply.llc_at_checkpoints`,
+SGLD, 4 chains x 200 draws, batch 512, the plans' ε, γ and burn-in), end to end from a cold
+start — compilation included, as a user meets it — then again warm: first at the fixed ε
+(target: under 30 s cold on a 2-core CPU), then with the automatic step size (the pilots
+over `autostep.DEFAULT_GRID`, then the estimate; target: under 60 s cold). Then one jit'd
+AdamW training step of the same model at the same batch size; reports the seconds per draw
+per chain against the seconds per training step.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import jax
@@ -22,7 +25,8 @@ from absl import app, flags
 from grokjax import runio
 from grokjax.cli import run_main
 from grokjax.config import PRESETS
-from grokjax.slt import apply, llc
+from grokjax.plan import Plan
+from grokjax.slt import apply, autostep, llc
 from grokjax.train import init_state, run_data, train_step
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run folder (default: a random-init paper model)")
@@ -60,34 +64,55 @@ def _train_step_seconds(cfg, index, params) -> float:
   return (time.perf_counter() - t0) / _TRAIN_STEPS.value
 
 
+def _timed(fn) -> tuple[float, float, dict]:
+  """(cold seconds, warm seconds, the warm call's result) of fn(key)."""
+  t0 = time.perf_counter()
+  jax.block_until_ready(fn(jax.random.key(0)))
+  cold = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  out = jax.block_until_ready(fn(jax.random.key(1)))
+  return cold, time.perf_counter() - t0, out
+
+
 def main(argv):
   del argv
   cfg, index, params, step = _setup()
   data = apply.train_data(cfg, index)
   loss_fn = apply.make_loss_fn(cfg)
-  kw = dict(sampler=_SAMPLER.value, step_size=1e-4, localization=100.0,
-            num_chains=_CHAINS.value, num_draws=_DRAWS.value, batch_size=_BATCH.value,
-            eval_chunk=cfg.eval_chunk)
-  t0 = time.perf_counter()
-  out = jax.block_until_ready(llc.estimate_llc(loss_fn, params, data, key=jax.random.key(0), **kw))
-  cold = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  jax.block_until_ready(llc.estimate_llc(loss_fn, params, data, key=jax.random.key(1), **kw))
-  warm = time.perf_counter() - t0
+  plan = Plan()
+  spec = llc.make_spec(sampler=_SAMPLER.value, num_chains=_CHAINS.value,
+                       num_draws=_DRAWS.value, num_burnin=plan.llc_burnin,
+                       batch_size=_BATCH.value, n=int(data[1].shape[0]),
+                       eval_chunk=cfg.eval_chunk)
+  nbeta = llc.resolve_nbeta(None, num_examples=int(data[1].shape[0]), batch_size=_BATCH.value)
+  stacked = jax.tree.map(lambda a: a[None], params)
+  kw = dict(spec=spec, nbeta=nbeta, localization=plan.llc_localization,
+            chance_loss=math.log(cfg.p))
+  fixed = lambda key: apply.llc_at_checkpoints(loss_fn, stacked, data, key=key,
+                                               step_size=plan.llc_step_size, **kw)
+  auto = lambda key: apply.llc_at_checkpoints(loss_fn, stacked, data, key=key, step_size=None,
+                                              step_grid=autostep.DEFAULT_GRID, **kw)
+  cold, warm, out = _timed(fixed)
+  auto_cold, auto_warm, auto_out = _timed(auto)
   per_draw = warm / (_CHAINS.value * _DRAWS.value)
   train = _train_step_seconds(cfg, index, params)
   result = {
       "model": cfg.model, "checkpoint_step": step, "sampler": _SAMPLER.value,
       "num_chains": _CHAINS.value, "num_draws": _DRAWS.value, "batch_size": _BATCH.value,
-      "n_train": int(data[1].shape[0]),
+      "n_train": int(data[1].shape[0]), "step_size": plan.llc_step_size,
+      "localization": plan.llc_localization, "num_burnin": plan.llc_burnin,
       "cold_seconds": cold, "warm_seconds": warm, "compile_seconds_approx": cold - warm,
       "seconds_per_chain_draw": per_draw, "seconds_per_train_step": train,
-      "draw_over_train_step": per_draw / train, "llc_mean": float(out["llc/mean"]),
-      "diverged": int(out["diverged/count"]),
+      "draw_over_train_step": per_draw / train, "llc_mean": float(out["llc/mean"][0]),
+      "diverged": int(out["diverged/count"][0]),
+      "auto_cold_seconds": auto_cold, "auto_warm_seconds": auto_warm,
+      "auto_step_size": float(auto_out["autostep/step_size"][0]),
+      "auto_ok": bool(auto_out["autostep/ok"][0]), "auto_llc_mean": float(auto_out["llc/mean"][0]),
   }
   for k, v in result.items():
     print(f"{k:>24}: {v:.4g}" if isinstance(v, float) else f"{k:>24}: {v}")
   print(f"{'target (cold < 30 s)':>24}: {'met' if cold < 30 else 'NOT met'}")
+  print(f"{'target (auto cold < 60 s)':>24}: {'met' if auto_cold < 60 else 'NOT met'}")
   if _OUT.value:
     with open(_OUT.value, "w") as f:
       json.dump({**result, **runio.provenance([str(d) for d in jax.devices()])}, f, indent=2)
