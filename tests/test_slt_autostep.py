@@ -85,8 +85,9 @@ def test_bad_grids_and_samplers_are_refused_in_one_line():
   for grid, match in (([], "empty"), ([1e-6, 0.0], "> 0"), ([float("nan")], "> 0")):
     with pytest.raises(ConfigError, match=match):
       autostep.check_grid(grid, "sgld")
-  with pytest.raises(ConfigError, match="only sgld"):
+  with pytest.raises(ConfigError, match="only sgld and scale_invariant"):
     autostep.check_grid([1e-6], "rmsprop_sgld")
+  assert autostep.check_grid([1e-6], "scale_invariant").tolist() == [1e-6]
   assert autostep.pilot_draws(6, 4) == 6 * autostep.PILOT_DRAWS * 2 * 2 / 4
 
 

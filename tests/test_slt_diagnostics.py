@@ -89,6 +89,44 @@ def test_mala_log_ratio_matches_the_proposal_densities():
   assert float(got) == pytest.approx(want, rel=1e-5)
 
 
+def test_preconditioned_mala_log_ratio_matches_the_proposal_densities():
+  """w1 ~ N(w0 − (ε/2)·G∇U(w0), ε·G) with a per-leaf G, written out directly."""
+  rng = np.random.default_rng(2)
+  w0, w1, g0, g1 = ({"a": rng.normal(size=3), "b": rng.normal(size=(2, 2))} for _ in range(4))
+  G = {"a": 0.3, "b": 4.0}
+  u0, u1, eps = 0.1, 0.4, 0.02
+  log_q = lambda b, a, g: -sum(np.sum((b[k] - a[k] + eps / 2 * G[k] * g[k]) ** 2) / G[k]
+                               for k in G) / (2 * eps)
+  want = u0 - u1 + log_q(w0, w1, g1) - log_q(w1, w0, g0)
+  tree = lambda t: jax.tree.map(jnp.asarray, t)
+  got = diagnostics.mala_log_accept(tree(w0), u0, tree(g0), tree(w1), u1, tree(g1), eps,
+                                    precond=G)
+  assert float(got) == pytest.approx(want, rel=1e-5)
+
+
+def test_scale_invariant_acceptance_is_checked_and_does_not_see_the_scale():
+  """G = m = s(w*) = mean(w*²): a small ε is accepted, a large one is not, and rescaling
+  the tensor (w → c·w with the loss read at w / c) leaves every log ratio unchanged."""
+  data, w_hat = _regression()
+  s = float(jnp.mean(w_hat**2))
+  kw = dict(sampler="scale_invariant", sampler_kwargs={"eps": 0.0}, localization=1.0,
+            num_chains=4, num_draws=400, num_burnin=100)
+  est = lambda loss, w, eps: llc.estimate_llc(loss, w, data, key=jax.random.key(0),
+                                              step_size=eps, **kw)
+  small, large = est(_mse, w_hat, 2e-4 / s), est(_mse, w_hat, 2e-2 / s)
+  assert float(small["diag/accept"]) > 0.99  # λ̂ against d/2: tests/test_slt_llc.py
+  assert float(large["diag/accept"]) < 0.8 and "accept" in llc.flag_names(large["diag/reasons"])
+  c = 7.0
+  scaled = est(lambda w, b: _mse(w / c, b), c * w_hat, 2e-4 / s)
+  np.testing.assert_allclose(scaled["diag/log_accept_trace"], small["diag/log_accept_trace"],
+                             rtol=2e-3, atol=2e-4)
+  assert float(scaled["diag/accept"]) == pytest.approx(float(small["diag/accept"]), abs=1e-4)
+  riemannian = llc.estimate_llc(_mse, w_hat, data, key=jax.random.key(0), step_size=2e-4 / s,
+                                **{**kw, "sampler": "riemannian", "num_draws": 20,
+                                   "num_burnin": 0})
+  assert np.isnan(float(riemannian["diag/accept"]))  # G moves with w: no exact ratio
+
+
 def test_split_rhat_of_identical_chains_is_one_and_of_shifted_chains_is_not():
   x = jax.random.normal(jax.random.key(0), (4, 2000))
   every = jnp.ones(4, bool)

@@ -18,7 +18,8 @@ checkpoint inside the program that estimates it:
    run share their noise as with a fixed ε.
 
 Stationarity is judged on the estimate's own chains (its diag/ flags): sixteen pilot draws
-are too few for it. Only `sgld` has the MALA acceptance, so only it can be calibrated so.
+are too few for it. Only samplers with a fixed metric have the MALA acceptance
+(`llc.METRIC_SAMPLERS`: sgld, scale_invariant), so only they can be calibrated so.
 
 >>> import jax, jax.numpy as jnp
 >>> from grokjax.slt import llc
@@ -68,9 +69,10 @@ def pilot_draws(grid_size: int, num_chains: int) -> float:
 
 def check_grid(step_sizes, sampler) -> np.ndarray:
   """The grid as an ascending array (no repeats); ConfigError on a bad grid or sampler."""
-  if sampler != "sgld":
-    raise ConfigError(f"an automatic step size needs the MALA acceptance, which only sgld has "
-                      f"(sampler {sampler!r}); give the step size")
+  if sampler not in llc_lib.METRIC_SAMPLERS:
+    raise ConfigError(f"an automatic step size needs the MALA acceptance, which only "
+                      f"{' and '.join(llc_lib.METRIC_SAMPLERS)} have (sampler {sampler!r}); "
+                      f"give the step size")
   grid = np.asarray([float(v) for v in step_sizes], np.float64)
   if grid.size == 0:
     raise ConfigError("the step-size grid is empty")

@@ -77,6 +77,7 @@ import optax
 
 from grokjax.errors import ConfigError
 from grokjax.slt import diagnostics
+from grokjax.slt import samplers as samplers_lib
 from grokjax.slt.diagnostics import FLAGS, describe, flag_names  # noqa: F401  (re-exported)
 from grokjax.slt.samplers import get_sampler
 
@@ -180,10 +181,12 @@ def batch_indices(key: Array, n: int, batch_size: int | None, draw: Array) -> Ar
   return jax.random.randint(jax.random.fold_in(key, draw), (batch_size,), 0, n)
 
 
-def _potential(w, center, loss, grads, nbeta, localization):
-  """U = nβ·L_m(w) + (γ/2)·‖w − w*‖² and ∇U, the SGLD potential on one minibatch."""
-  diff = jax.tree.map(jnp.subtract, w, center)
-  u = nbeta * loss + 0.5 * localization * sum(jnp.sum(d * d) for d in jax.tree.leaves(diff))
+def _potential(w, center, loss, grads, nbeta, localization, metric):
+  """U = nβ·L_m(w) + (γ/2)·Σ_T ‖w_T − w*_T‖²/m_T and ∇U on one minibatch (m: per-tensor
+  factors, `samplers.constant_metric`)."""
+  diff = jax.tree.map(lambda a, b, m: (a - b) / m, w, center, metric)
+  u = nbeta * loss + 0.5 * localization * sum(
+      jnp.sum(d * d * m) for d, m in zip(jax.tree.leaves(diff), jax.tree.leaves(metric)))
   return u, jax.tree.map(lambda g, d: nbeta * g + localization * d, grads, diff)
 
 
@@ -203,14 +206,17 @@ def sample_chain(loss_fn: LossFn, params, data, *, key: Array, spec: ChainSpec, 
   Each is [draws]. Draw t evaluates the loss and gradient at w_t on minibatch t, records
   both numbers, and then steps to w_{t+1}; so draw 0 is at w* itself. The third trace is
   the MALA log acceptance ratio of the step from w_t (NaN where not computed: the last
-  draw in "next" mode, every draw with acceptance "off" or a sampler other than sgld).
+  draw in "next" mode, every draw with acceptance "off" or a sampler without a fixed
+  metric, see `METRIC_SAMPLERS`).
   """
   batch_key, noise_key = jax.random.split(key)
   tx = _sampler(spec, step_size, nbeta, localization, noise_key)
   value_and_grad = jax.value_and_grad(loss_fn)
   n = num_examples(data)
   mode, every = acceptance_plan(spec, n)
-  potential = lambda w, loss, g: _potential(w, params, loss, g, nbeta, localization)
+  metric = samplers_lib.constant_metric(spec.sampler, params, spec.sampler_kwargs)
+  potential = lambda w, loss, g: _potential(w, params, loss, g, nbeta, localization, metric)
+  log_accept = lambda *a: diagnostics.mala_log_accept(*a, step_size, precond=metric)
   nan = jnp.full((), jnp.nan, jnp.float32)
 
   def step(carry, t):
@@ -225,15 +231,14 @@ def sample_chain(loss_fn: LossFn, params, data, *, key: Array, spec: ChainSpec, 
     log_acc = nan
     if mode == "next":  # the step from w_{t-1}, from this draw's loss and gradient
       cur = (w, *potential(w, loss, grads))
-      log_acc = jnp.where(t > 0, diagnostics.mala_log_accept(*prev, *cur, step_size), jnp.nan)
+      log_acc = jnp.where(t > 0, log_accept(*prev, *cur), jnp.nan)
       prev = cur
     elif mode == "same_batch":  # the step from w_t, with the proposal on minibatch t
 
       def same_batch(_):
         loss1, grads1 = value_and_grad(w_next, batch)
-        return diagnostics.mala_log_accept(w, *potential(w, loss, grads), w_next,
-                                           *potential(w_next, loss1, grads1),
-                                           step_size).astype(jnp.float32)
+        return log_accept(w, *potential(w, loss, grads), w_next,
+                          *potential(w_next, loss1, grads1)).astype(jnp.float32)
 
       # t is not batched over chains, so under vmap this stays a branch: the extra
       # gradient is paid on every `every`-th draw only.
@@ -251,12 +256,13 @@ def sample_chain(loss_fn: LossFn, params, data, *, key: Array, spec: ChainSpec, 
   return losses, dists, log_acc
 
 
+METRIC_SAMPLERS = ("sgld", "scale_invariant")  # a fixed metric: `samplers.constant_metric`
 ACCEPT_EVERY = 8  # "auto" with minibatches: the same-batch acceptance on every 8th draw
 
 
 def acceptance_plan(spec: ChainSpec, n: int) -> tuple[str, int]:
   """(mode, every): how `sample_chain` estimates the MALA acceptance (module docstring)."""
-  if spec.sampler != "sgld" or spec.acceptance == "off":
+  if spec.sampler not in METRIC_SAMPLERS or spec.acceptance == "off":
     return "off", 1
   full = spec.batch_size is None or spec.batch_size >= n
   if spec.acceptance == "auto":

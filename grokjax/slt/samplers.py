@@ -225,6 +225,21 @@ SAMPLERS: dict[str, Callable[..., optax.GradientTransformation]] = {
 }
 
 
+def constant_metric(sampler, params, sampler_kwargs=None):
+  """Per-tensor scalars M with G = m = M held fixed, where the sampler has them: the MALA
+  acceptance of its proposal is then exact (`diagnostics.mala_log_accept`). sgld: 1;
+  scale_invariant: s_T(w*). None for the others (an adapting or moving G, or an unknown
+  factory)."""
+  kw = dict(sampler_kwargs or {})
+  if sampler == "sgld":
+    return _ones_like(params)
+  if sampler == "scale_invariant":
+    eps, per_element = kw.get("eps", 1e-6), kw.get("per_element", True)
+    return jax.tree.map(lambda w: jnp.where(_scale(w, eps, per_element) > 0,
+                                            _scale(w, eps, per_element), 1.0), params)
+  return None
+
+
 def get_sampler(sampler: str | Callable[..., optax.GradientTransformation]):
   """A sampler factory `(step_size, *, nbeta, localization, key, **kw) -> transformation`."""
   if callable(sampler):
