@@ -128,7 +128,7 @@ def calibrate_lenses(cfg: SweepConfig, plan: Plan, folder: pathlib.Path) -> dict
     t0 = time.perf_counter()
     slt.llc_over_training(
         run_folder, key=jax.random.key(0), sampler=plan.llc_sampler,
-        step_size=plan.llc_step_size or max(plan.llc_step_grid or autostep.DEFAULT_GRID),
+        step_size=plan.llc_step_size or max(autostep.plan_grid(plan.llc_step_grid)),
         localization=plan.llc_localization, num_chains=plan.llc_chains, num_draws=draws,
         num_burnin=0, batch_size=plan.llc_batch, runs=[0], steps=[0], log=lambda s: None)
     times.append(time.perf_counter() - t0)
@@ -152,7 +152,7 @@ def lens_estimates(cfg: SweepConfig, plan: Plan, lens: dict, n_saved: int) -> li
   llc_points = plan.llc_points if plan.llc_steps == "log" else len(phase_steps.LABELS)
   draws, pilot = plan.llc_draws, ""
   if plan.llc_step_size is None:  # the automatic step size's pilots, in the estimate's draws
-    draws += autostep.pilot_draws(len(plan.llc_step_grid or autostep.DEFAULT_GRID),
+    draws += autostep.pilot_draws(len(autostep.plan_grid(plan.llc_step_grid)),
                                   plan.llc_chains)
     pilot = " (+ pilots)"
   grid = plan.invariance_grid ** 2 * len(plan.invariance_samplers)

@@ -228,7 +228,7 @@ def stage_llc(folder: runio.RunFolder, plan: Plan, write, runs=None) -> str:
     return "skipped (the runs it measures diverged)"
   chosen = llc_steps(folder, plan, runs)
   steps = {r: sorted(chosen[r]) for r in runs}
-  grid = plan.llc_step_grid or autostep.DEFAULT_GRID
+  grid = autostep.plan_grid(plan.llc_step_grid)
   step = (dict(step_size=plan.llc_step_size) if plan.llc_step_size is not None else
           dict(step_rule="auto", step_grid=apply.grid_label(grid)))
   if _steps_done(folder, "llc", runs, steps, write, columns=("phase",),

@@ -55,6 +55,11 @@ TARGET = llc_lib.DIAG_THRESHOLDS["accept_warn"]
 DEFAULT_GRID = (1e-7, 2.5e-7, 5e-7, 1e-6, 2e-6, 4e-6)
 
 
+def plan_grid(grid) -> tuple[float, ...]:
+  """A plan's `llc_step_grid`, or DEFAULT_GRID where it gives none."""
+  return tuple(grid) if grid else DEFAULT_GRID
+
+
 def pilot_spec(spec: llc_lib.ChainSpec) -> llc_lib.ChainSpec:
   """The pilot chains' spec: few chains and draws, no burn-in, acceptance at every draw."""
   return dataclasses.replace(spec, num_chains=min(spec.num_chains, PILOT_CHAINS),
