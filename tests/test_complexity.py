@@ -44,6 +44,17 @@ def test_quantise_matches_the_authors_rule():
     cx.quantise(jnp.asarray(w), method="kmeans")
 
 
+@pytest.mark.parametrize("x", [
+    np.random.default_rng(2).normal(size=(13, 17)),
+    np.random.default_rng(3).integers(-3, 4, size=300),  # ties
+    [0.0, -0.0, 1.0, -1.0, 3.0, -5.0, 2.0, 2.0, np.inf, -np.inf, 1e-42, -1e-42],
+    1e-30 * np.random.default_rng(4).normal(size=200)])
+def test_order_statistics_equal_a_sort_at_every_rank(x):
+  x = np.asarray(x, np.float32)
+  got = jax.jit(cx.order_statistics, static_argnums=1)(jnp.asarray(x), tuple(range(x.size)))
+  np.testing.assert_array_equal(got, np.sort(x.reshape(-1)))
+
+
 def test_quantise_vmapped_equals_looped():
   w = jnp.asarray(np.random.default_rng(1).normal(size=(3, 8, 8)), jnp.float32)
   vm = jax.vmap(cx.quantise)(w)
