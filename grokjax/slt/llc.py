@@ -256,7 +256,7 @@ def sample_chain(loss_fn: LossFn, params, data, *, key: Array, spec: ChainSpec, 
   return losses, dists, log_acc
 
 
-METRIC_SAMPLERS = ("sgld", "scale_invariant")  # a fixed metric: `samplers.constant_metric`
+METRIC_SAMPLERS = samplers_lib.METRIC_SAMPLERS  # a fixed metric: the MALA acceptance exists
 ACCEPT_EVERY = 8  # "auto" with minibatches: the same-batch acceptance on every 8th draw
 
 

@@ -64,6 +64,7 @@ returns Δw for `optax.apply_updates`:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -225,18 +226,22 @@ SAMPLERS: dict[str, Callable[..., optax.GradientTransformation]] = {
 }
 
 
+METRIC_SAMPLERS = ("sgld", "scale_invariant")  # the samplers `constant_metric` knows
+
+
 def constant_metric(sampler, params, sampler_kwargs=None):
   """Per-tensor scalars M with G = m = M held fixed, where the sampler has them: the MALA
   acceptance of its proposal is then exact (`diagnostics.mala_log_accept`). sgld: 1;
   scale_invariant: s_T(w*). None for the others (an adapting or moving G, or an unknown
   factory)."""
-  kw = dict(sampler_kwargs or {})
   if sampler == "sgld":
     return _ones_like(params)
   if sampler == "scale_invariant":
-    eps, per_element = kw.get("eps", 1e-6), kw.get("per_element", True)
-    return jax.tree.map(lambda w: jnp.where(_scale(w, eps, per_element) > 0,
-                                            _scale(w, eps, per_element), 1.0), params)
+    defaults = {k: v.default for k, v in inspect.signature(scale_invariant_sgld).parameters.items()
+                if k in ("eps", "per_element")}
+    kw = {**defaults, **{k: v for k, v in dict(sampler_kwargs or {}).items() if k in defaults}}
+    scale = lambda w: _scale(w, kw["eps"], kw["per_element"])
+    return jax.tree.map(lambda w: jnp.where(scale(w) > 0, scale(w), 1.0), params)
   return None
 
 
