@@ -196,6 +196,13 @@ def answer_logit_table(cfg: ModelConfig, params, *, p: int, op: str, y0: str = "
   return logit_tables(cfg, params, p=p, op=op, y0=y0)[0]
 
 
+def line_sums(table_NxNxC: Array, sign: int) -> Array:
+  """[n, C] sums g[m] of the table over the cells with a + s b = m mod n (s = ±1): the
+  2-D DFT bins (k, s k) of the table are the 1-D DFT of g."""
+  n, a = table_NxNxC.shape[0], np.arange(table_NxNxC.shape[0])
+  return table_NxNxC[a[None, :], (sign * (a[:, None] - a[None, :])) % n].sum(axis=1)
+
+
 def occam_gate(table: Array, *, op: str, basis: str = "auto", prefix: str = "occam") -> dict:
   """Share of the 2-D DFT power of the centred table on the op's diagonal family.
 
@@ -209,11 +216,11 @@ def occam_gate(table: Array, *, op: str, basis: str = "auto", prefix: str = "occ
     table = table[r][:, r]
   t = table - jnp.mean(table, axis=(0, 1), keepdims=True)
   t = t.reshape(*t.shape[:2], -1)
-  n, a = t.shape[0], np.arange(t.shape[0])
+  n = t.shape[0]
   # Parseval, without the [n, n] FFTs (the map below is computed only where it is read):
-  # the bins (k, s k) hold the 1-D DFT of the sums g[m] over a + s b = m, the bins
-  # (0, k) and (k, 0) those of the column and row sums, and (0, 0) the grand sum.
-  g = t[a[None, :], (sign * (a[:, None] - a[None, :])) % n].sum(axis=1)
+  # the bins (k, s k) hold the 1-D DFT of the line sums, the bins (0, k) and (k, 0) those
+  # of the column and row sums, and (0, 0) the grand sum.
+  g = line_sums(t, sign)
   cols, rows, f00 = t.sum(axis=0), t.sum(axis=1), t.sum(axis=(0, 1))
   total = n * n * jnp.sum(t**2)
   axis = n * (jnp.sum(cols**2) + jnp.sum(rows**2)) - 2 * jnp.sum(f00**2)

@@ -136,8 +136,7 @@ def split_logits(table_NxNxC: Array, mask_K: Array, *, sign: int) -> tuple[Array
   n = table_NxNxC.shape[0]
   a = np.arange(n)
   m = (a[:, None] + sign * a[None, :]) % n  # [a, b] -> a + s b
-  cells = (sign * (a[:, None] - a[None, :])) % n  # [m, a] -> the b with a + s b = m
-  g = table_NxNxC[a[None, :], cells].sum(axis=1)  # [m, C]
+  g = fourier.line_sums(table_NxNxC, sign)  # [m, C]
   fold = np.minimum(a, n - a)
   w = jnp.where(fold >= 1, mask_K[np.clip(fold - 1, 0, mask_K.shape[0] - 1)], 0.0)
   h = jnp.fft.ifft(jnp.fft.fft(g, axis=0) * w[:, None], axis=0).real / n
