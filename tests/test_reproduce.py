@@ -4,6 +4,7 @@ import dataclasses
 import os
 import pathlib
 import re
+import shutil
 
 import jax
 import numpy as np
@@ -23,18 +24,16 @@ def tiny_cfg():
   return dataclasses.replace(PRESETS["tiny"], steps=300, ckpt_every=100, log_points=4)
 
 
-# The default-suite run leaves out the compile-heavy stages (the geometry lens, LLC,
-# invariance, surrogate); the slow test below runs every stage from scratch.
 FAST_SKIP = ("llc", "invariance", "surrogate")
-FAST_PLAN = dataclasses.replace(PLANS["tiny"], measure_lenses=("spectral", "fourier"))
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
+  """Every stage from scratch on the tiny preset, once for this file's tests."""
   out = tmp_path_factory.mktemp("reproduce") / "run"
   lines = []
-  paths = pipe.reproduce(tiny_cfg(), out, FAST_PLAN, skip=FAST_SKIP, write=lines.append,
-                              devices=jax.devices()[:1])  # conftest splits the CPU in 4
+  paths = pipe.reproduce(tiny_cfg(), out, PLANS["tiny"], write=lines.append,
+                         devices=jax.devices()[:1])  # conftest splits the CPU in 4
   return out, paths, lines
 
 
@@ -86,37 +85,44 @@ def check_report(out, paths, lines, skipped=(), lenses=PLANS["tiny"].measure_len
 
 
 def test_report_files_figures_and_tables(tiny_run):
-  check_report(*tiny_run, skipped=FAST_SKIP, lenses=FAST_PLAN.measure_lenses)
-  assert (tiny_run[0] / "snapshots.npz").is_file()
-  assert plan_lib.load(tiny_run[0]) == FAST_PLAN  # the report's plan table is the one that ran
-  t = runio.read_csv(tiny_run[1]["plan"])
-  assert dict(zip(t["setting"], t["value"]))["measure_lenses"] == "('spectral', 'fourier')"
+  out, paths, _ = tiny_run
+  check_report(*tiny_run)
+  finite(out / "llc_invariance.csv", ("llc_mean",))
+  finite(paths["surrogate_summary"], ("llc_init", "llc_final"))
+  assert (out / "snapshots.npz").is_file()
+  assert plan_lib.load(out) == PLANS["tiny"]  # the report's plan table is the one that ran
+  t = runio.read_csv(paths["plan"])
+  assert dict(zip(t["setting"], t["value"]))["measure_lenses"] == str(
+      PLANS["tiny"].measure_lenses)
 
 
 def test_rerun_resumes_every_stage(tiny_run):
   out, _, _ = tiny_run
-  cfg, plan, quiet = tiny_cfg(), FAST_PLAN, lambda s: None
+  cfg, plan, quiet = tiny_cfg(), PLANS["tiny"], lambda s: None
   assert pipe.stage_train(cfg, out, quiet).startswith("reused")
   folder = runio.RunFolder.open(out)
-  assert pipe.stage_causal(folder, plan, quiet) == "reused"
-  assert pipe.stage_snapshots(folder, plan, quiet) == "reused"
-  assert pipe.stage_measures(folder, plan, quiet) == "reused"
+  for stage in (pipe.stage_causal, pipe.stage_snapshots, pipe.stage_measures, pipe.stage_llc,
+                pipe.stage_invariance):
+    assert stage(folder, plan, quiet) == "reused", stage.__name__
+  assert pipe.stage_surrogate(out, plan, quiet) == "reused"
   assert plan_lib.load(out) == plan  # the plan the report read
 
 
-@pytest.mark.slow
-def test_full_pipeline_from_scratch(tmp_path):
-  """Training included, every stage (invariance and surrogate too), then a resumed re-run."""
-  out, lines = tmp_path / "run", []
-  paths = pipe.reproduce(tiny_cfg(), out, PLANS["tiny"], write=lines.append,
-                              devices=jax.devices()[:1])  # conftest splits the CPU in 4
-  check_report(out, paths, lines)
-  finite(out / "llc_invariance.csv", ("llc_mean",))
-  finite(paths["surrogate_summary"], ("llc_init", "llc_final"))
-  plan, quiet, folder = PLANS["tiny"], lambda s: None, runio.RunFolder.open(out)
-  assert pipe.stage_llc(folder, plan, quiet) == "reused"
-  assert pipe.stage_invariance(folder, plan, quiet) == "reused"
-  assert pipe.stage_surrogate(out, plan, quiet) == "reused"
+def test_skipped_stages_are_reported_as_not_measured(tiny_run, tmp_path):
+  """A plan that runs fewer lenses, with the compile-heavy stages skipped, on a copy of the
+  finished folder whose skipped stages' outputs are gone: the rest is reused."""
+  out = tmp_path / "run"
+  shutil.copytree(tiny_run[0], out)
+  for name in ("llc.csv", "llc_invariance.csv"):
+    (out / name).unlink()
+  shutil.rmtree(out / "surrogate")
+  lines = []
+  fast = dataclasses.replace(PLANS["tiny"], measure_lenses=("spectral", "fourier"))
+  paths = pipe.reproduce(tiny_cfg(), out, fast, skip=FAST_SKIP, write=lines.append,
+                         devices=jax.devices()[:1])
+  check_report(out, paths, lines, skipped=FAST_SKIP, lenses=fast.measure_lenses)
+  assert plan_lib.load(out) == fast
+  assert not (out / "llc.csv").exists() and not (out / "surrogate").exists()
 
 
 def test_bad_input(tmp_path):
