@@ -121,6 +121,8 @@ def test_skipped_stages_are_reported_as_not_measured(tiny_run, tmp_path):
   paths = pipe.reproduce(tiny_cfg(), out, fast, skip=FAST_SKIP, write=lines.append,
                          devices=jax.devices()[:1])
   check_report(out, paths, lines, skipped=FAST_SKIP, lenses=fast.measure_lenses)
+  for stage in ("train", "causal", "snapshots"):
+    assert any(f"] {stage}: reused" in l for l in lines), (stage, lines)
   assert plan_lib.load(out) == fast
   assert not (out / "llc.csv").exists() and not (out / "surrogate").exists()
 
