@@ -72,7 +72,7 @@ def test_an_automatic_plan_chooses_each_checkpoints_step_and_reuses_only_its_own
   t = folder.table("llc")
   assert set(t["step_rule"].astype(str)) == {"auto"} and set(t["step_size"]) <= set(grid)
   assert pipe.stage_llc(folder, auto, lambda s: None, runs=[0]) == "reused"
-  other = dataclasses.replace(auto, llc_step_grid=(1e-5, 1e-4, 1e-2))  # same shapes: no compile
+  other = dataclasses.replace(auto, llc_step_grid=(1e-5, 1e-4, 1e-2))  # same length: a cache load
   assert pipe.stage_llc(folder, other, lambda s: None, runs=[0]).startswith("done")
   fixed = dataclasses.replace(auto, llc_step_size=1e-4)
   assert pipe.stage_llc(folder, fixed, lambda s: None, runs=[0]).startswith("done")

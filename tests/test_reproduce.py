@@ -84,6 +84,7 @@ def check_report(out, paths, lines, skipped=(), lenses=PLANS["tiny"].measure_len
   assert set(status["status"]) <= {"agrees", "differs", "mixed", "not measured"}
 
 
+@pytest.mark.slow  # the full pipeline fixture
 def test_report_files_figures_and_tables(tiny_run):
   out, paths, _ = tiny_run
   check_report(*tiny_run)
@@ -96,6 +97,7 @@ def test_report_files_figures_and_tables(tiny_run):
       PLANS["tiny"].measure_lenses)
 
 
+@pytest.mark.slow  # the full pipeline fixture
 def test_rerun_resumes_every_stage(tiny_run):
   out, _, _ = tiny_run
   cfg, plan, quiet = tiny_cfg(), PLANS["tiny"], lambda s: None
@@ -108,6 +110,7 @@ def test_rerun_resumes_every_stage(tiny_run):
   assert plan_lib.load(out) == plan  # the plan the report read
 
 
+@pytest.mark.slow  # the full pipeline fixture
 def test_skipped_stages_are_reported_as_not_measured(tiny_run, tmp_path):
   """A plan that runs fewer lenses, with the compile-heavy stages skipped, on a copy of the
   finished folder whose skipped stages' outputs are gone: the rest is reused."""
